@@ -1,0 +1,139 @@
+// Kernel micro-benchmarks: matmul decode (one row of x) and prefill (512 rows) at Llama 3.2 1B shapes,
+// per instruction-set level and thread count, and the machine's plain memory-read bandwidth, so decode
+// can be read as a fraction of it. Counters: bytes_per_second counts weight bytes (matmul) or buffer
+// bytes (memory read); FLOP/s counts 2 * rows * out * in per matmul.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "util/dtype.h"
+
+namespace {
+
+using llama31::DType;
+namespace kernels = llama31::kernels;
+
+constexpr size_t kStreamBytes = size_t{256} << 20;  // enough copies of a matrix to defeat the caches
+
+// Deterministic, finite weights in [-0.5, 0.5) stored as `type`.
+std::vector<uint8_t> make_weights(DType type, size_t count, uint32_t seed) {
+  std::vector<uint8_t> bytes(count * llama31::dtype_size(type));
+  uint32_t state = seed * 2654435761u + 1u;
+  for (size_t i = 0; i < count; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float value = static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+    if (type == DType::F32) {
+      std::memcpy(bytes.data() + i * 4, &value, 4);
+    } else {
+      const uint16_t half = type == DType::BF16 ? llama31::f32_to_bf16(value) : llama31::f32_to_f16(value);
+      std::memcpy(bytes.data() + i * 2, &half, 2);
+    }
+  }
+  return bytes;
+}
+
+struct MatmulCase {
+  std::string isa;
+  DType type;
+  int rows, out, in, threads;
+};
+
+void run_matmul(benchmark::State& state, const MatmulCase& c) {
+  kernels::set_isa(c.isa);
+  kernels::set_num_threads(c.threads);
+  const size_t matrix_elements = static_cast<size_t>(c.out) * static_cast<size_t>(c.in);
+  const size_t matrix_bytes = matrix_elements * llama31::dtype_size(c.type);
+  // Decode streams weights from memory in the real model; rotate over copies so they are not cached.
+  const size_t copies = c.rows <= 4 ? std::max<size_t>(1, kStreamBytes / matrix_bytes) : 1;
+  std::vector<std::vector<uint8_t>> weights;
+  for (size_t k = 0; k < copies; ++k) weights.push_back(make_weights(c.type, matrix_elements, static_cast<uint32_t>(k + 1)));
+  std::vector<float> x(static_cast<size_t>(c.rows) * static_cast<size_t>(c.in));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 97) / 97.0f - 0.5f;
+  std::vector<float> y(static_cast<size_t>(c.rows) * static_cast<size_t>(c.out));
+  size_t next = 0;
+  for (auto _ : state) {
+    kernels::matmul(x.data(), c.rows, weights[next].data(), c.type, c.out, c.in, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    next = next + 1 == copies ? 0 : next + 1;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(matrix_bytes));
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * c.rows * static_cast<double>(matrix_elements),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void run_memory_read(benchmark::State& state, int threads) {
+  const size_t count = kStreamBytes / sizeof(float);
+  std::vector<float> buffer(count);
+  for (size_t i = 0; i < count; ++i) buffer[i] = static_cast<float>(i & 1023);
+  for (auto _ : state) {
+    double total = 0.0;
+    const float* data = buffer.data();
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      // Each thread sums its contiguous part with 16 independent float lanes (vectorizable).
+      const size_t team = static_cast<size_t>(omp_get_num_threads());
+      const size_t id = static_cast<size_t>(omp_get_thread_num());
+      const size_t begin = count / team * id;
+      const size_t end = id + 1 == team ? count : count / team * (id + 1);
+      float lanes[16] = {};
+      size_t i = begin;
+      for (; i + 16 <= end; i += 16) {
+        for (int l = 0; l < 16; ++l) lanes[l] += data[i + static_cast<size_t>(l)];
+      }
+      for (; i < end; ++i) lanes[0] += data[i];
+      for (float lane : lanes) total += lane;
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kStreamBytes));
+}
+
+std::string type_name(DType type) { return std::string(llama31::dtype_name(type)); }
+
+bool register_benchmarks() {
+  for (int threads : {1, 2}) {
+    benchmark::RegisterBenchmark(("MemoryRead/256MiB/threads:" + std::to_string(threads)).c_str(),
+                                 [threads](benchmark::State& state) { run_memory_read(state, threads); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  struct Shape {
+    int in, out;
+  };
+  const Shape decode_shapes[] = {{2048, 2048}, {2048, 512}, {2048, 8192}, {8192, 2048}, {2048, 128256}};
+  const Shape prefill_shapes[] = {{2048, 2048}, {2048, 512}, {2048, 8192}, {8192, 2048}};
+  std::vector<MatmulCase> cases;
+  for (const std::string& isa : kernels::available_isas()) {
+    for (int threads : {1, 2}) {
+      for (Shape s : decode_shapes) cases.push_back({isa, DType::BF16, 1, s.out, s.in, threads});
+      if (isa != "scalar") {
+        cases.push_back({isa, DType::F16, 1, 8192, 2048, threads});
+        cases.push_back({isa, DType::F32, 1, 8192, 2048, threads});
+        for (Shape s : prefill_shapes) cases.push_back({isa, DType::BF16, 512, s.out, s.in, threads});
+        for (int rows : {4, 8, 16}) cases.push_back({isa, DType::BF16, rows, 8192, 2048, threads});  // batches
+      } else {
+        cases.push_back({isa, DType::BF16, 512, 512, 2048, threads});  // scalar prefill is slow: one shape
+      }
+    }
+  }
+  for (const MatmulCase& c : cases) {
+    const std::string name = std::string(c.rows == 1 ? "Decode" : c.rows < 512 ? "Batch" : "Prefill") + "/" + c.isa + "/" + type_name(c.type) +
+                             "/rows:" + std::to_string(c.rows) + "/in:" + std::to_string(c.in) +
+                             "/out:" + std::to_string(c.out) + "/threads:" + std::to_string(c.threads);
+    benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& state) { run_matmul(state, c); })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+  }
+  return true;
+}
+
+const bool registered = register_benchmarks();
+
+}  // namespace

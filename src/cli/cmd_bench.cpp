@@ -1,0 +1,120 @@
+// llama31 bench: prompt-processing and generation speed, like llama-bench (pp512 / tg128).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "kernels/kernels.h"
+
+namespace llama31::cli {
+
+namespace {
+
+struct BenchOptions {
+  ModelOptions model;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int repetitions = 3;
+  bool json = false;
+};
+
+struct Stats {
+  double mean = 0, stdev = 0;
+};
+
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  for (double x : v) s.stdev += (x - s.mean) * (x - s.mean);
+  s.stdev = v.size() > 1 ? std::sqrt(s.stdev / static_cast<double>(v.size() - 1)) : 0.0;
+  return s;
+}
+
+double time_seconds(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_bench(const BenchOptions& o) {
+  auto model = load_model(o.model);
+  const LlamaModel& m = model->model();
+  const int ctx = context_size(o.model, model->config(), std::max(o.n_prompt, o.n_gen) + 1);
+  KvCache cache(model->config(), ctx);
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<TokenId> any_token(0, model->tokenizer().vocab_size() - 1);
+  std::vector<TokenId> prompt(static_cast<size_t>(o.n_prompt));
+  for (auto& t : prompt) t = any_token(rng);
+  std::vector<float> logits;
+
+  auto run_prefill = [&] {
+    cache.clear();
+    m.forward(prompt, cache, Logits::Last, logits);
+  };
+  auto run_decode = [&] {
+    cache.clear();
+    TokenId t = model->bos_id();
+    for (int i = 0; i < o.n_gen; ++i) {
+      const TokenId one[1] = {t};
+      m.forward(one, cache, Logits::Last, logits);
+      t = any_token(rng);
+    }
+  };
+  // Warm-up: fault the mapped weights in and settle the thread pool.
+  {
+    cache.clear();
+    const TokenId one[1] = {model->bos_id()};
+    m.forward(one, cache, Logits::Last, logits);
+  }
+  std::vector<double> pp, tg;
+  for (int r = 0; r < o.repetitions; ++r) {
+    if (o.n_prompt > 0) pp.push_back(o.n_prompt / time_seconds(run_prefill));
+    if (o.n_gen > 0) tg.push_back(o.n_gen / time_seconds(run_decode));
+    std::fprintf(stderr, "llama31: bench repetition %d/%d done\n", r + 1, o.repetitions);
+  }
+  const auto& c = model->config();
+  const double weight_gb = static_cast<double>(model->folder().weights.total_bytes()) / 1e9;
+  std::printf("| model | size | params | threads | isa | test | t/s |\n|---|---|---|---|---|---|---|\n");
+  const std::string name = fmt::format("llama {}L h{}", c.num_hidden_layers, c.hidden_size);
+  auto row = [&](const char* test, int n, const std::vector<double>& v) {
+    const Stats s = stats(v);
+    std::printf("| %s | %.2f GB | %.2f B | %d | %s | %s%d | %.2f ± %.2f |\n", name.c_str(), weight_gb,
+                static_cast<double>(c.parameter_count()) / 1e9, kernels::num_threads(), kernels::active_isa(), test,
+                n, s.mean, s.stdev);
+  };
+  if (!pp.empty()) row("pp", o.n_prompt, pp);
+  if (!tg.empty()) row("tg", o.n_gen, tg);
+  if (o.json) {
+    nlohmann::json j = {{"prefill_tokens_per_s", pp.empty() ? 0.0 : stats(pp).mean},
+                        {"decode_tokens_per_s", tg.empty() ? 0.0 : stats(tg).mean},
+                        {"prompt_tokens", o.n_prompt},
+                        {"gen_tokens", o.n_gen},
+                        {"repetitions", o.repetitions},
+                        {"threads", kernels::num_threads()},
+                        {"isa", kernels::active_isa()},
+                        {"weight_bytes", model->folder().weights.total_bytes()},
+                        {"parameters", c.parameter_count()}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* sub = app.add_subcommand("bench", "Measure prompt processing and generation tokens per second (like llama-bench)");
+  add_model_options(*sub, o->model);
+  sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens to process")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("-n,--n-gen", o->n_gen, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_flag("--json", o->json, "Print a JSON summary as the last line");
+  sub->callback([o] { run_bench(*o); });
+}
+
+}  // namespace llama31::cli

@@ -1,0 +1,64 @@
+// llama31 convert: exports a Hugging Face Llama 3.1 folder to GGUF, the format llama.cpp loads.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "model_files/gguf_writer.h"
+#include "model_files/model_folder.h"
+#include "util/error.h"
+
+namespace llama31::cli {
+namespace {
+
+struct ConvertOptions {
+  std::string model_dir;
+  std::string format = "gguf";
+  std::string output;
+  std::string dtype = "bf16";
+};
+
+DType parse_dtype(const std::string& name) {
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  fail("--dtype {}: expected bf16, f16 or f32", name);
+}
+
+void run_convert(const ConvertOptions& options) {
+  if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
+  const ModelFolder model = ModelFolder::open(options.model_dir);
+  GgufExportOptions export_options;
+  export_options.dtype = parse_dtype(options.dtype);
+  const bool tty = isatty(fileno(stderr)) != 0;
+  export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", index + 1, count, name.c_str());
+      if (index + 1 == count) std::fputc('\n', stderr);
+    } else {
+      std::fprintf(stderr, "[%zu/%zu] %s\n", index + 1, count, name.c_str());
+    }
+    std::fflush(stderr);
+  };
+  export_gguf(model, options.output, export_options);
+  std::printf("wrote %s (%s, %ju bytes)\n", options.output.c_str(), options.dtype.c_str(),
+              static_cast<uintmax_t>(std::filesystem::file_size(options.output)));
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto options = std::make_shared<ConvertOptions>();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a Hugging Face Llama 3.1 folder to GGUF (for llama.cpp)");
+  cmd->add_option("-m,--model", options->model_dir, "Hugging Face model folder")->required();
+  cmd->add_option("--to", options->format, "Output format (gguf)")->capture_default_str();
+  cmd->add_option("-o,--output", options->output, "Output file, e.g. model.gguf")->required();
+  cmd->add_option("--dtype", options->dtype, "Type of matrices and embeddings: bf16, f16 or f32 (norms stay f32)")
+      ->capture_default_str();
+  cmd->callback([options] { run_convert(*options); });
+}
+
+}  // namespace llama31::cli

@@ -1,0 +1,69 @@
+// llama31 make-test-model: writes a tiny Llama 3.1 checkpoint with random weights and the real tokenizer.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "model_files/test_model.h"
+#include "util/error.h"
+
+namespace llama31::cli {
+
+namespace {
+
+struct MakeTestModelOptions {
+  std::string out_dir;
+  int layers = TestModelSpec{}.num_hidden_layers;
+  int hidden = TestModelSpec{}.hidden_size;
+  std::string dtype = "bf16";
+  uint64_t seed = TestModelSpec{}.seed;
+  int shards = 1;
+};
+
+DType parse_dtype(const std::string& name) {
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  fail("--dtype: '{}' is not one of bf16, f16, f32", name);
+}
+
+void run_make_test_model(const MakeTestModelOptions& options) {
+  TestModelSpec spec;
+  if (options.layers <= 0) fail("--layers ({}) must be positive", options.layers);
+  if (options.hidden <= 0 || options.hidden % (2 * spec.num_attention_heads) != 0) {
+    fail("--hidden ({}) must be a positive multiple of {} ({} heads of even size)", options.hidden,
+         2 * spec.num_attention_heads, spec.num_attention_heads);
+  }
+  if (options.shards <= 0) fail("--shards ({}) must be positive", options.shards);
+  spec.num_hidden_layers = options.layers;
+  spec.hidden_size = options.hidden;
+  spec.head_dim = options.hidden / spec.num_attention_heads;
+  spec.intermediate_size = 3 * options.hidden;
+  spec.dtype = parse_dtype(options.dtype);
+  spec.seed = options.seed;
+  spec.shards = options.shards;
+  const std::filesystem::path dir = std::filesystem::absolute(options.out_dir);
+  write_test_model(dir, spec);
+  std::printf("%s\n", dir.string().c_str());
+}
+
+}  // namespace
+
+void add_make_test_model_command(CLI::App& app) {
+  auto options = std::make_shared<MakeTestModelOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "make-test-model",
+      "Write a tiny Llama 3.1 checkpoint (random weights, GQA, llama3 rope scaling, real tokenizer) to OUTDIR");
+  sub->add_option("outdir", options->out_dir, "Folder to write (created if needed)")->required();
+  sub->add_option("--layers", options->layers, "Number of decoder layers")->capture_default_str();
+  sub->add_option("--hidden", options->hidden, "Hidden size (a multiple of 16; 8 heads, 2 KV heads)")
+      ->capture_default_str();
+  sub->add_option("--dtype", options->dtype, "Stored dtype: bf16, f16 or f32")->capture_default_str();
+  sub->add_option("--seed", options->seed, "Random seed (same seed, same weights)")->capture_default_str();
+  sub->add_option("--shards", options->shards, "Number of safetensors shards (>1 writes an index)")
+      ->capture_default_str();
+  sub->callback([options] { run_make_test_model(*options); });
+}
+
+}  // namespace llama31::cli

@@ -1,0 +1,18 @@
+// The subcommands of the llama31 binary: each file cmd_<name>.cpp adds one to the CLI11 app.
+// Commands report bad input by throwing llama31::Error; main prints it on one line and exits 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace llama31::cli {
+
+void add_generate_command(CLI::App& app);
+void add_score_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_tokenize_commands(CLI::App& app);  // tokenize and detokenize
+void add_memory_command(CLI::App& app);
+void add_make_test_model_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+
+}  // namespace llama31::cli

@@ -1,0 +1,141 @@
+#include "engine/generator.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace llama31 {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir) {
+  ModelFolder folder = ModelFolder::open(dir);
+  Tokenizer tokenizer = Tokenizer::from_files(folder.tokenizer_json, folder.tokenizer_config_json);
+  return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(folder), std::move(tokenizer)));
+}
+
+LoadedModel::LoadedModel(ModelFolder folder, Tokenizer tokenizer)
+    : folder_(std::move(folder)), tokenizer_(std::move(tokenizer)) {
+  if (tokenizer_.vocab_size() > folder_.config.vocab_size) {
+    fail("{}: the tokenizer has {} tokens but config.json's vocab_size is {}", folder_.dir.string(),
+         tokenizer_.vocab_size(), folder_.config.vocab_size);
+  }
+  model_ = std::make_unique<LlamaModel>(folder_);
+  for (int id : folder_.generation.eos_token_ids) stop_ids_.push_back(id);
+  for (int id : folder_.config.eos_token_ids) stop_ids_.push_back(id);
+  std::sort(stop_ids_.begin(), stop_ids_.end());
+  stop_ids_.erase(std::unique(stop_ids_.begin(), stop_ids_.end()), stop_ids_.end());
+  if (folder_.config.bos_token_id) {
+    bos_id_ = *folder_.config.bos_token_id;
+  } else if (auto bos = tokenizer_.bos_id()) {
+    bos_id_ = *bos;
+  } else {
+    fail("{}: no bos_token_id in config.json and no <|begin_of_text|> in the tokenizer", folder_.dir.string());
+  }
+}
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::ContextFull: return "context_full";
+  }
+  return "?";
+}
+
+std::string StopStringMatcher::push(std::string_view piece) {
+  if (stopped_) return {};
+  held_.append(piece);
+  size_t first_stop = std::string::npos;
+  for (const auto& s : stops_) {
+    if (s.empty()) continue;
+    first_stop = std::min(first_stop, held_.find(s));
+  }
+  if (first_stop != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, first_stop);
+    held_.clear();
+    return out;
+  }
+  // Keep the longest suffix that is a proper prefix of some stop string.
+  size_t keep = 0;
+  for (const auto& s : stops_) {
+    for (size_t len = std::min(s.size() - (s.empty() ? 0 : 1), held_.size()); len > keep; --len) {
+      if (held_.compare(held_.size() - len, len, s, 0, len) == 0) {
+        keep = len;
+        break;
+      }
+    }
+  }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopStringMatcher::flush() {
+  std::string out = stopped_ ? std::string() : held_;
+  held_.clear();
+  return out;
+}
+
+GenerationResult generate(const LoadedModel& model, KvCache& cache, const GenerationRequest& request,
+                          const std::function<void(std::string_view)>& on_text) {
+  if (request.prompt.empty()) fail("the prompt is empty");
+  if (request.max_new_tokens < 0) fail("max_new_tokens must be >= 0, got {}", request.max_new_tokens);
+  if (static_cast<long long>(request.prompt.size()) >= cache.capacity()) {
+    fail("the prompt has {} tokens but the context holds {}; raise --ctx-size (the model allows up to {})",
+         request.prompt.size(), cache.capacity(), model.config().max_position_embeddings);
+  }
+  GenerationResult result;
+  Sampler sampler(request.sampling);
+  IncrementalDecoder decoder(model.tokenizer(), /*skip_special=*/false);
+  StopStringMatcher stops(request.stop_strings);
+  auto emit = [&](const std::string& text) {
+    if (text.empty()) return;
+    result.text += text;
+    if (on_text) on_text(text);
+  };
+
+  std::vector<TokenId> history = request.prompt;
+  std::vector<float> logits;
+  cache.clear();
+  const auto t0 = std::chrono::steady_clock::now();
+  model.model().forward(request.prompt, cache, Logits::Last, logits);
+  result.prefill_seconds = seconds_since(t0);
+
+  const auto t1 = std::chrono::steady_clock::now();
+  result.finish = FinishReason::Length;
+  for (int step = 0; step < request.max_new_tokens; ++step) {
+    const TokenId next = sampler.sample(logits, history);
+    result.tokens.push_back(next);
+    history.push_back(next);
+    if (std::find(request.stop_ids.begin(), request.stop_ids.end(), next) != request.stop_ids.end()) {
+      result.finish = FinishReason::Stop;
+      break;
+    }
+    emit(stops.push(decoder.push(next)));
+    if (stops.stopped()) {
+      result.finish = FinishReason::Stop;
+      break;
+    }
+    if (step + 1 == request.max_new_tokens) break;
+    if (cache.size() >= cache.capacity()) {
+      result.finish = FinishReason::ContextFull;
+      break;
+    }
+    const TokenId one[1] = {next};
+    model.model().forward(one, cache, Logits::Last, logits);
+  }
+  if (!stops.stopped()) {
+    emit(stops.push(decoder.finish()));
+    emit(stops.flush());
+  }
+  result.decode_seconds = seconds_since(t1);
+  return result;
+}
+
+}  // namespace llama31

@@ -1,0 +1,85 @@
+// One request's life: prefill the prompt, then sample token by token until a stop token, a stop
+// string, the token limit or the end of the context; text is streamed as it becomes complete UTF-8.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/llama_model.h"
+#include "engine/sampler.h"
+#include "model_files/model_folder.h"
+#include "tokenizer/tokenizer.h"
+
+namespace llama31 {
+
+// A model folder opened for inference: weights, tokenizer and the forward pass.
+class LoadedModel {
+ public:
+  // Opens and validates the folder; prints nothing.
+  static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir);
+
+  const ModelFolder& folder() const { return folder_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  const LlamaModel& model() const { return *model_; }
+  const LlamaConfig& config() const { return folder_.config; }
+  // Every end token the model may emit: generation_config.json's and config.json's eos ids.
+  const std::vector<TokenId>& stop_ids() const { return stop_ids_; }
+  // BOS id (config's bos_token_id, else the tokenizer's <|begin_of_text|>).
+  TokenId bos_id() const { return bos_id_; }
+
+ private:
+  LoadedModel(ModelFolder folder, Tokenizer tokenizer);
+  ModelFolder folder_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<LlamaModel> model_;
+  std::vector<TokenId> stop_ids_;
+  TokenId bos_id_ = 0;
+};
+
+enum class FinishReason { Stop, Length, ContextFull };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationRequest {
+  std::vector<TokenId> prompt;  // already tokenized, BOS included if wanted
+  int max_new_tokens = 128;
+  SamplingParams sampling;
+  std::vector<TokenId> stop_ids;          // generation ends when one is sampled (not emitted as text)
+  std::vector<std::string> stop_strings;  // generation ends before the first occurrence
+};
+
+struct GenerationResult {
+  std::vector<TokenId> tokens;  // generated ids, the stop token included if one ended it
+  std::string text;             // the streamed text (stop string and stop token excluded)
+  FinishReason finish = FinishReason::Length;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+};
+
+// Runs the request on a fresh use of cache (cleared first). on_text receives each piece of text as it
+// becomes final; it may be empty.
+GenerationResult generate(const LoadedModel& model, KvCache& cache, const GenerationRequest& request,
+                          const std::function<void(std::string_view)>& on_text = {});
+
+// Holds back text that might be the start of a stop string, and finds stop strings across pieces.
+class StopStringMatcher {
+ public:
+  explicit StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Adds a piece; returns the text now safe to emit. Sets stopped() when a stop string completed:
+  // the returned text then ends right before it.
+  std::string push(std::string_view piece);
+  // Text still held back at the end of generation.
+  std::string flush();
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+}  // namespace llama31

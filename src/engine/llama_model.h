@@ -1,0 +1,64 @@
+// The Llama 3.1 forward pass over weights kept in the mapped checkpoint.
+//
+// Reads top to bottom like the model card: embed; per layer RMSNorm -> grouped-query attention with
+// rotary positions (llama3 frequency scaling) -> residual -> RMSNorm -> SwiGLU MLP -> residual; final
+// RMSNorm and the output head. Activations are fp32; weights stay bf16/f16/f32 as stored.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "model_files/model_folder.h"
+#include "tokenizer/tokenizer.h"
+
+namespace llama31 {
+
+// Which positions of a forward call need logits.
+enum class Logits { Last, All, None };
+
+class LlamaModel {
+ public:
+  // Borrows the folder's weights: the folder must outlive the model.
+  explicit LlamaModel(const ModelFolder& folder);
+
+  const LlamaConfig& config() const { return config_; }
+  int vocab_size() const { return config_.vocab_size; }
+
+  // Runs tokens at positions cache.size() .. cache.size()+n-1, appending their keys and values to
+  // the cache. Fills logits with [n][vocab] (All), [1][vocab] (Last) or nothing (None).
+  // Long inputs are processed in chunks of at most max_chunk positions internally.
+  // Errors: a token id outside the vocabulary, or more positions than the cache has room for.
+  void forward(std::span<const TokenId> tokens, KvCache& cache, Logits which, std::vector<float>& logits) const;
+
+  // Positions per internal prefill chunk (bounds activation memory).
+  static constexpr int max_chunk = 256;
+
+ private:
+  struct LayerWeights {
+    const TensorView* q_proj;
+    const TensorView* k_proj;
+    const TensorView* v_proj;
+    const TensorView* o_proj;
+    const TensorView* gate_proj;
+    const TensorView* up_proj;
+    const TensorView* down_proj;
+    std::vector<float> input_norm;      // converted to fp32 once at load
+    std::vector<float> post_attn_norm;
+  };
+
+  void forward_chunk(std::span<const TokenId> tokens, KvCache& cache, Logits which, float* logits) const;
+  void rope_tables(int position, float* cos, float* sin) const;
+
+  LlamaConfig config_;
+  const TensorView* embed_tokens_;
+  const TensorView* lm_head_;  // the embedding when tied
+  std::vector<float> final_norm_;
+  std::vector<LayerWeights> layers_;
+  std::vector<double> inv_freq_;
+};
+
+// Applies a weight matrix stored as [out][in] to rows of fp32 activations.
+void apply_linear(const TensorView& w, const float* x, int rows, float* y);
+
+}  // namespace llama31

@@ -1,0 +1,52 @@
+// Internal: the table of kernel entry points one instruction-set level provides, and the tables of
+// the levels compiled into this library. dispatch.cpp picks one and adds threading around matmul.
+#pragma once
+
+#include <cstddef>
+
+#include "util/dtype.h"
+
+namespace llama31::kernels {
+
+// Output rows of W are split into fixed-size chunks that threads share out; a chunk never depends on
+// the thread count, and every kernel computes each output element in an order that does not depend on
+// where the chunk starts, so results are bitwise the same for any number of threads.
+inline constexpr int kMatmulChunk = 64;
+
+// Up to this many rows of x, matmul reads W once for all rows (matrix-vector kernel); above it uses the
+// register-blocked matrix-matrix kernel.
+inline constexpr int kSmallRows = 4;
+
+struct IsaKernels {
+  const char* name;
+  // Floats of scratch the small-rows kernel wants for rearranged x (0: it reads x as given).
+  size_t (*small_rows_scratch)(int rows, int in, DType w_type);
+  // Rearranges x into scratch when small_rows_scratch asked for it; returns what to pass to
+  // small_rows_range as x.
+  const float* (*small_rows_prepare)(const float* x, int rows, int in, DType w_type, float* scratch);
+  // y[r][o] for o in [o_begin, o_end), rows <= kSmallRows; y has row stride ldy.
+  void (*small_rows_range)(const float* prepared_x, int rows, const void* w, DType w_type, int in,
+                           int o_begin, int o_end, float* y, size_t ldy);
+  // Same for any number of rows, x as given (row stride in).
+  void (*many_rows_range)(const float* x, int rows, const void* w, DType w_type, int in, int o_begin,
+                          int o_end, float* y, size_t ldy);
+  void (*rmsnorm)(const float* x, const float* weight, int n, float eps, float* out);
+  void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin);
+  void (*softmax)(float* x, int n);
+  void (*silu_mul)(const float* gate, const float* up, int n, float* out);
+  void (*attention)(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
+                    int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch);
+  float (*dot)(const float* a, const float* b, int n);
+};
+
+const IsaKernels& scalar_kernels();
+const IsaKernels& avx2_kernels();
+const IsaKernels& avx512_kernels();
+
+namespace scalar {
+// The scalar matmul over a range of output rows (the scalar level's entry for both row paths).
+void matmul_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
+                  float* y, size_t ldy);
+}  // namespace scalar
+
+}  // namespace llama31::kernels

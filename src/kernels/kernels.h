@@ -1,0 +1,57 @@
+// Compute kernels of the forward pass. Each has a plain scalar twin (kernels/scalar.h) and SIMD
+// versions chosen at run time from the CPU's features; tests compare them on random inputs.
+// Threading: matmul parallelises with OpenMP over output rows; set the count with set_num_threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/dtype.h"
+
+namespace llama31::kernels {
+
+// y[r][o] = sum_i x[r][i] * W[o][i] for r < rows, o < out.
+// x: fp32 [rows][in] (row stride in), W: [out][in] row-major in dtype w_type, y: fp32 [rows][out].
+// rows == 1 is the decode matrix-vector product (memory-bound); rows > 1 is prefill (compute-bound).
+void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], as transformers' LlamaRMSNorm (fp32 math).
+void rmsnorm(const float* x, const float* weight, int n, float eps, float* out);
+
+// Rotary embedding in the Hugging Face (rotate_half) layout: for each head, dimension i pairs with
+// i + head_dim/2. cos/sin hold head_dim/2 values for this position.
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin);
+
+// In place: x = exp(x - max) / sum.
+void softmax(float* x, int n);
+
+// out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
+void silu_mul(const float* gate, const float* up, int n, float* out);
+
+// One query position of grouped-query attention over n_ctx cached positions.
+// q: [n_heads][head_dim]; k_cache, v_cache: position p of kv head h at (p * kv_stride + h * head_dim);
+// out: [n_heads][head_dim]. Head h reads kv head h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim).
+// scratch: at least n_ctx floats.
+void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch);
+
+float dot(const float* a, const float* b, int n);
+
+void set_num_threads(int n);
+int num_threads();
+
+// Which implementation dispatch chose: "avx512", "avx2" or "scalar". The best level the CPU supports,
+// unless the environment variable LLAMA31_ISA names one (an unknown or unsupported name is an Error).
+const char* active_isa();
+
+// The levels this CPU can run, best first (always ends with "scalar").
+std::vector<std::string> available_isas();
+
+// Forces a level by name ("avx512", "avx2", "scalar"), for tests and benchmarks; throws llama31::Error
+// for a name that is unknown or that this CPU cannot run. Not to be called while kernels are running.
+void set_isa(std::string_view name);
+
+}  // namespace llama31::kernels

@@ -1,0 +1,349 @@
+// AVX-512 matmul: a matrix-vector kernel for a few rows of x (decode, memory-bound) and a register-
+// blocked matrix-matrix kernel for many rows (prefill, compute-bound). All arithmetic is fp32 FMA;
+// BF16 and F16 weights are widened to fp32 exactly.
+// GCC 12 reports its own AVX-512 intrinsics (which start from an undefined register on purpose) as
+// using uninitialized values once inlined; the pragma must precede the header to cover its lines.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/isa_table.h"
+#include "kernels/aligned_buffer.h"
+#include "kernels/scalar.h"
+#include "kernels/simd_ops.h"
+
+namespace llama31::kernels::avx512 {
+namespace {
+
+constexpr int kBlock = 32;  // elements of `in` per step of the small-rows kernel
+
+size_t padded_in(int in) { return (static_cast<size_t>(in) + kBlock - 1) / kBlock * kBlock; }
+
+// Two fp32 vectors holding 32 consecutive weights. For BF16 they are the even and the odd elements
+// (the matching x is rearranged the same way by prepare); for F16 and F32 the first and second 16.
+template <DType T>
+inline void load_weights(const void* row, size_t index, __m512& first, __m512& second) {
+  if constexpr (T == DType::BF16) {
+    const __m512i packed = _mm512_loadu_si512(static_cast<const uint16_t*>(row) + index);
+    first = _mm512_castsi512_ps(_mm512_slli_epi32(packed, 16));
+    second = _mm512_castsi512_ps(_mm512_and_si512(packed, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  } else if constexpr (T == DType::F16) {
+    const auto* p = static_cast<const uint16_t*>(row) + index;
+    first = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    second = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+  } else {
+    const float* p = static_cast<const float*>(row) + index;
+    first = _mm512_loadu_ps(p);
+    second = _mm512_loadu_ps(p + 16);
+  }
+}
+
+// The last count (< 32) weights of a row, zero beyond.
+template <DType T>
+inline void load_weights_tail(const void* row, size_t index, int count, __m512& first, __m512& second) {
+  const int first_count = std::min(count, 16);
+  const int second_count = count - first_count;
+  const __mmask16 first_mask = static_cast<__mmask16>((1u << first_count) - 1u);
+  const __mmask16 second_mask = static_cast<__mmask16>((1u << second_count) - 1u);
+  if constexpr (T == DType::BF16) {
+    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << count) - 1u);
+    const __m512i packed = _mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(row) + index);
+    first = _mm512_castsi512_ps(_mm512_slli_epi32(packed, 16));
+    second = _mm512_castsi512_ps(_mm512_and_si512(packed, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  } else if constexpr (T == DType::F16) {
+    const auto* p = static_cast<const uint16_t*>(row) + index;
+    first = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_mask, p));
+    second = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(second_mask, p + 16));
+  } else {
+    const float* p = static_cast<const float*>(row) + index;
+    first = _mm512_maskz_loadu_ps(first_mask, p);
+    second = _mm512_maskz_loadu_ps(second_mask, p + 16);
+  }
+}
+
+// R rows of prepared x against O consecutive rows of W; acc[j][r] is one output element, updated in
+// the same order whatever R and O are.
+template <DType T, int R, int O>
+void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {
+  const size_t n_in = static_cast<size_t>(in);
+  const void* rows[O];
+  for (int j = 0; j < O; ++j) {
+    rows[j] = static_cast<const char*>(w) + static_cast<size_t>(o + j) * n_in * dtype_size(T);
+  }
+  __m512 acc[O][R];
+  for (int j = 0; j < O; ++j) {
+    for (int r = 0; r < R; ++r) acc[j][r] = _mm512_setzero_ps();
+  }
+  const size_t full = n_in / kBlock * kBlock;
+  for (size_t i = 0; i < full; i += kBlock) {
+    for (int j = 0; j < O; ++j) {
+      __m512 w_first, w_second;
+      load_weights<T>(rows[j], i, w_first, w_second);
+      for (int r = 0; r < R; ++r) {
+        const float* xr = xp + static_cast<size_t>(r) * x_stride + i;
+        acc[j][r] = _mm512_fmadd_ps(w_first, _mm512_loadu_ps(xr), acc[j][r]);
+        acc[j][r] = _mm512_fmadd_ps(w_second, _mm512_loadu_ps(xr + 16), acc[j][r]);
+      }
+    }
+  }
+  if (full < n_in) {
+    const int count = static_cast<int>(n_in - full);
+    for (int j = 0; j < O; ++j) {
+      __m512 w_first, w_second;
+      load_weights_tail<T>(rows[j], full, count, w_first, w_second);
+      for (int r = 0; r < R; ++r) {
+        const float* xr = xp + static_cast<size_t>(r) * x_stride + full;
+        acc[j][r] = _mm512_fmadd_ps(w_first, _mm512_loadu_ps(xr), acc[j][r]);
+        acc[j][r] = _mm512_fmadd_ps(w_second, _mm512_loadu_ps(xr + 16), acc[j][r]);
+      }
+    }
+  }
+  for (int j = 0; j < O; ++j) {
+    for (int r = 0; r < R; ++r) {
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = _mm512_reduce_add_ps(acc[j][r]);
+    }
+  }
+}
+
+template <DType T, int R>
+void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
+  constexpr int kOutRows = R == 1 ? 8 : 4;
+  const size_t x_stride = padded_in(in);
+  int o = o_begin;
+  for (; o + kOutRows <= o_end; o += kOutRows) small_rows_block<T, R, kOutRows>(xp, x_stride, w, in, o, y, ldy);
+  for (; o < o_end; ++o) small_rows_block<T, R, 1>(xp, x_stride, w, in, o, y, ldy);
+}
+
+template <DType T>
+void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                     size_t ldy) {
+  switch (rows) {
+    case 1: small_rows_typed<T, 1>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 2: small_rows_typed<T, 2>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 3: small_rows_typed<T, 3>(xp, w, in, o_begin, o_end, y, ldy); break;
+    default: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
+  }
+}
+
+size_t small_rows_scratch(int rows, int in, DType) { return static_cast<size_t>(rows) * padded_in(in); }
+
+// Copies x into zero-padded rows of a multiple of 32; for BF16 weights each block of 32 is stored as
+// its 16 even elements then its 16 odd elements, matching load_weights.
+const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  const size_t stride = padded_in(in);
+  const size_t n_in = static_cast<size_t>(in);
+  for (int r = 0; r < rows; ++r) {
+    const float* src = x + static_cast<size_t>(r) * n_in;
+    float* dst = scratch + static_cast<size_t>(r) * stride;
+    std::fill(dst + n_in, dst + stride, 0.0f);
+    if (w_type != DType::BF16) {
+      std::copy(src, src + n_in, dst);
+      continue;
+    }
+    const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
+    size_t i = 0;
+    for (; i + kBlock <= n_in; i += kBlock) {
+      const __m512 low = _mm512_loadu_ps(src + i);
+      const __m512 high = _mm512_loadu_ps(src + i + 16);
+      _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(low, even_index, high));
+      _mm512_storeu_ps(dst + i + 16, _mm512_permutex2var_ps(low, odd_index, high));
+    }
+    for (size_t k = i; k < n_in; ++k) {
+      const size_t within = k - i;
+      dst[i + within / 2 + (within % 2) * 16] = src[k];
+    }
+  }
+  return scratch;
+}
+
+void small_rows_range(const float* xp, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
+                      float* y, size_t ldy) {
+  switch (w_type) {
+    case DType::BF16: small_rows_rows<DType::BF16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+  }
+}
+
+// ---- many rows: W chunk packed to fp32 panels of 32 output rows, x rows broadcast ----
+
+constexpr int kPanel = 32;     // output rows per micro-kernel (two vectors)
+constexpr int kMaxRows = 12;   // rows of x per micro-kernel (24 accumulators)
+constexpr int kDepth = 256;    // elements of `in` per packed tile
+
+template <DType T>
+inline __m512 load16_as_f32(const void* w, size_t index) {
+  if constexpr (T == DType::BF16) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + index));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+  } else if constexpr (T == DType::F16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + index)));
+  } else {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + index);
+  }
+}
+
+template <DType T>
+inline float load1_as_f32(const void* w, size_t index) {
+  if constexpr (T == DType::BF16) {
+    return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
+  } else if constexpr (T == DType::F16) {
+    return _cvtsh_ss(static_cast<const uint16_t*>(w)[index]);
+  } else {
+    return static_cast<const float*>(w)[index];
+  }
+}
+
+// In place: v[i] holds row i of a 16x16 block on entry and column i on return.
+inline void transpose16x16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved per 128-bit lane
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  __m512 s[16];  // s[4g+m], lane L: rows 4g..4g+3 of column 4L+m
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
+    s[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    s[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    s[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    s[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int m = 0; m < 4; ++m) {  // 4x4 transpose of 128-bit lanes across s[m], s[4+m], s[8+m], s[12+m]
+    const __m512 p = _mm512_shuffle_f32x4(s[m], s[4 + m], 0x44);
+    const __m512 q = _mm512_shuffle_f32x4(s[m], s[4 + m], 0xee);
+    const __m512 r = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0x44);
+    const __m512 u = _mm512_shuffle_f32x4(s[8 + m], s[12 + m], 0xee);
+    v[m] = _mm512_shuffle_f32x4(p, r, 0x88);
+    v[4 + m] = _mm512_shuffle_f32x4(p, r, 0xdd);
+    v[8 + m] = _mm512_shuffle_f32x4(q, u, 0x88);
+    v[12 + m] = _mm512_shuffle_f32x4(q, u, 0xdd);
+  }
+}
+
+// packed[p][k][j] = W[o_begin + p*32 + j][k0 + k] as fp32, zero for rows at or past o_end; blocks of
+// 16 rows x 16 elements are converted and transposed in registers.
+template <DType T>
+void pack_tile(const void* w, int in, int o_begin, int o_end, int k0, int depth, float* packed) {
+  const int n_panels = (o_end - o_begin + kPanel - 1) / kPanel;
+  const size_t n_in = static_cast<size_t>(in);
+  const int full_depth = depth / 16 * 16;
+  for (int p = 0; p < n_panels; ++p) {
+    float* panel = packed + static_cast<size_t>(p) * static_cast<size_t>(depth) * kPanel;
+    for (int half = 0; half < kPanel; half += 16) {
+      const int first_row = o_begin + p * kPanel + half;
+      const int valid_rows = std::clamp(o_end - first_row, 0, 16);
+      for (int k = 0; k < full_depth; k += 16) {
+        __m512 block[16];
+        for (int j = 0; j < 16; ++j) {
+          block[j] = j < valid_rows ? load16_as_f32<T>(w, static_cast<size_t>(first_row + j) * n_in + static_cast<size_t>(k0 + k))
+                                    : _mm512_setzero_ps();
+        }
+        transpose16x16(block);
+        for (int c = 0; c < 16; ++c) _mm512_store_ps(panel + (k + c) * kPanel + half, block[c]);
+      }
+      for (int k = full_depth; k < depth; ++k) {
+        for (int j = 0; j < 16; ++j) {
+          panel[k * kPanel + half + j] =
+              j < valid_rows ? load1_as_f32<T>(w, static_cast<size_t>(first_row + j) * n_in + static_cast<size_t>(k0 + k)) : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// y[r][0..cols) (+)= sum_k x[r][k] * panel[k][0..cols) for R rows; each element is one FMA chain over k.
+template <int R>
+void micro_kernel(const float* x, size_t x_stride, const float* panel, int depth, float* y, size_t ldy,
+                  int cols, bool accumulate) {
+  const __mmask16 first_mask = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
+  const __mmask16 second_mask = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    if (accumulate) {
+      acc[r][0] = _mm512_maskz_loadu_ps(first_mask, y + static_cast<size_t>(r) * ldy);
+      acc[r][1] = _mm512_maskz_loadu_ps(second_mask, y + static_cast<size_t>(r) * ldy + 16);
+    } else {
+      acc[r][0] = _mm512_setzero_ps();
+      acc[r][1] = _mm512_setzero_ps();
+    }
+  }
+  for (int k = 0; k < depth; ++k) {
+    const __m512 w_first = _mm512_load_ps(panel + k * kPanel);
+    const __m512 w_second = _mm512_load_ps(panel + k * kPanel + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[static_cast<size_t>(r) * x_stride + static_cast<size_t>(k)]);
+      acc[r][0] = _mm512_fmadd_ps(xb, w_first, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xb, w_second, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(y + static_cast<size_t>(r) * ldy, first_mask, acc[r][0]);
+    _mm512_mask_storeu_ps(y + static_cast<size_t>(r) * ldy + 16, second_mask, acc[r][1]);
+  }
+}
+
+using MicroKernel = void (*)(const float*, size_t, const float*, int, float*, size_t, int, bool);
+constexpr MicroKernel kMicroKernels[kMaxRows + 1] = {
+    nullptr,         micro_kernel<1>, micro_kernel<2>,  micro_kernel<3>,  micro_kernel<4>,
+    micro_kernel<5>, micro_kernel<6>, micro_kernel<7>,  micro_kernel<8>,  micro_kernel<9>,
+    micro_kernel<10>, micro_kernel<11>, micro_kernel<12>};
+
+template <DType T>
+void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                     size_t ldy) {
+  thread_local std::vector<float, AlignedAllocator<float>> packed;
+  const int n_panels = (o_end - o_begin + kPanel - 1) / kPanel;
+  packed.resize(static_cast<size_t>(n_panels) * kPanel * kDepth);
+  const size_t x_stride = static_cast<size_t>(in);
+  for (int k0 = 0; k0 < in; k0 += kDepth) {
+    const int depth = std::min(kDepth, in - k0);
+    pack_tile<T>(w, in, o_begin, o_end, k0, depth, packed.data());
+    for (int r0 = 0; r0 < rows; r0 += kMaxRows) {
+      const int r_count = std::min(kMaxRows, rows - r0);
+      const float* x_block = x + static_cast<size_t>(r0) * x_stride + static_cast<size_t>(k0);
+      for (int p = 0; p < n_panels; ++p) {
+        const int o = o_begin + p * kPanel;
+        kMicroKernels[r_count](x_block, x_stride, packed.data() + static_cast<size_t>(p) * kPanel * static_cast<size_t>(depth),
+                               depth, y + static_cast<size_t>(r0) * ldy + static_cast<size_t>(o), ldy,
+                               std::min(kPanel, o_end - o), k0 > 0);
+      }
+    }
+  }
+}
+
+void many_rows_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
+                     float* y, size_t ldy) {
+  switch (w_type) {
+    case DType::BF16: many_rows_typed<DType::BF16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+  }
+}
+
+}  // namespace
+}  // namespace llama31::kernels::avx512
+
+namespace llama31::kernels {
+
+const IsaKernels& avx512_kernels() {
+  static const IsaKernels table{"avx512",
+                                avx512::small_rows_scratch,
+                                avx512::small_rows_prepare,
+                                avx512::small_rows_range,
+                                avx512::many_rows_range,
+                                avx512::rmsnorm,
+                                scalar::rope,
+                                avx512::softmax,
+                                avx512::silu_mul,
+                                avx512::attention,
+                                avx512::dot};
+  return table;
+}
+
+}  // namespace llama31::kernels

@@ -1,0 +1,152 @@
+// AVX2 versions of dot, rmsnorm, softmax, silu_mul and attention (fp32 throughout).
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels/simd_ops.h"
+
+namespace llama31::kernels::avx2 {
+namespace {
+
+inline __m256i lane_mask(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 two = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
+  return _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+
+inline float horizontal_max(__m256 v) {
+  const __m128 pair = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 two = _mm_max_ps(pair, _mm_movehl_ps(pair, pair));
+  return _mm_cvtss_f32(_mm_max_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+
+// e^x to about 1 ulp for x in [-87.3, 88.3]: x = n ln2 + r, a degree-6 polynomial for e^r, times 2^n
+// built in the exponent bits. Inputs outside are clamped (tiny results come out as ~1e-38 instead of
+// smaller, huge ones as ~3e38 instead of inf); NaN stays NaN.
+inline __m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x);
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3365478515625f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // n is in [-126, 127] after the clamps except n = 128 at the top; split 2^n = 2^(n-1) * 2 there.
+  const __m256 top = _mm256_cmp_ps(n, _mm256_set1_ps(127.5f), _CMP_GT_OQ);
+  const __m256 n_used = _mm256_sub_ps(n, _mm256_and_ps(top, _mm256_set1_ps(1.0f)));
+  p = _mm256_mul_ps(p, _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(2.0f), top));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n_used), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+inline float dot_inline(const float* a, const float* b, int n) {
+  __m256 acc0 = _mm256_setzero_ps();
+  __m256 acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps();
+  __m256 acc3 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  if (i < n) {
+    const __m256i mask = lane_mask(n - i);
+    acc1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, mask), _mm256_maskload_ps(b + i, mask), acc1);
+  }
+  return horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+// out[0..dim) = sum_p weight[p] * v[p * stride + 0..dim), four vectors of dimensions at a time.
+void weighted_sum(const float* weight, const float* v, int n_ctx, size_t stride, int dim, float* out) {
+  for (int d0 = 0; d0 < dim; d0 += 32) {
+    const int width = dim - d0 < 32 ? dim - d0 : 32;
+    __m256i masks[4];
+    for (int c = 0; c < 4; ++c) masks[c] = lane_mask(width - 8 * c);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int p = 0; p < n_ctx; ++p) {
+      const __m256 wp = _mm256_set1_ps(weight[p]);
+      const float* row = v + static_cast<size_t>(p) * stride + static_cast<size_t>(d0);
+      for (int c = 0; c < 4; ++c) acc[c] = _mm256_fmadd_ps(wp, _mm256_maskload_ps(row + 8 * c, masks[c]), acc[c]);
+    }
+    for (int c = 0; c < 4; ++c) _mm256_maskstore_ps(out + d0 + 8 * c, masks[c], acc[c]);
+  }
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, int n) { return dot_inline(a, b, n); }
+
+void rmsnorm(const float* x, const float* weight, int n, float eps, float* out) {
+  const float inv_rms = 1.0f / std::sqrt(dot_inline(x, x, n) / static_cast<float>(n) + eps);
+  const __m256 scale = _mm256_set1_ps(inv_rms);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i mask = lane_mask(n - i);
+    const __m256 normed = _mm256_mul_ps(_mm256_maskload_ps(x + i, mask), scale);
+    _mm256_maskstore_ps(out + i, mask, _mm256_mul_ps(_mm256_maskload_ps(weight + i, mask), normed));
+  }
+}
+
+void softmax(float* x, int n) {
+  __m256 max_vector = _mm256_set1_ps(-INFINITY);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i mask = lane_mask(n - i);
+    const __m256 values = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, mask),
+                                           _mm256_castsi256_ps(mask));
+    max_vector = _mm256_max_ps(max_vector, values);
+  }
+  const __m256 max_value = _mm256_set1_ps(horizontal_max(max_vector));
+  __m256 sum = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256i mask = lane_mask(n - i);
+    const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), max_value)),
+                                   _mm256_castsi256_ps(mask));
+    _mm256_maskstore_ps(x + i, mask, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  const __m256 inv_sum = _mm256_set1_ps(1.0f / horizontal_sum(sum));
+  for (int i = 0; i < n; i += 8) {
+    const __m256i mask = lane_mask(n - i);
+    _mm256_maskstore_ps(x + i, mask, _mm256_mul_ps(_mm256_maskload_ps(x + i, mask), inv_sum));
+  }
+}
+
+void silu_mul(const float* gate, const float* up, int n, float* out) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int i = 0; i < n; i += 8) {
+    const __m256i mask = lane_mask(n - i);
+    const __m256 g = _mm256_maskload_ps(gate + i, mask);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_maskstore_ps(out + i, mask, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, mask)));
+  }
+}
+
+void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+  const int group = n_heads / n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const size_t dim = static_cast<size_t>(head_dim);
+  for (int h = 0; h < n_heads; ++h) {
+    const size_t kv_offset = static_cast<size_t>(h / group) * dim;
+    const float* q_head = q + static_cast<size_t>(h) * dim;
+    for (int p = 0; p < n_ctx; ++p) {
+      scratch[p] = dot_inline(q_head, k_cache + static_cast<size_t>(p) * kv_stride + kv_offset, head_dim) * scale;
+    }
+    softmax(scratch, n_ctx);
+    weighted_sum(scratch, v_cache + kv_offset, n_ctx, kv_stride, head_dim, out + static_cast<size_t>(h) * dim);
+  }
+}
+
+}  // namespace llama31::kernels::avx2

@@ -1,0 +1,125 @@
+// Plain scalar twins of every kernel: the reference the SIMD levels are tested against, and the level
+// used on CPUs without AVX2.
+#include "kernels/scalar.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/isa_table.h"
+
+namespace llama31::kernels::scalar {
+namespace {
+
+float weight_at(const void* w, DType w_type, size_t index) {
+  switch (w_type) {
+    case DType::F32: return static_cast<const float*>(w)[index];
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(w)[index]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
+  }
+  return 0.0f;
+}
+
+}  // namespace
+
+void matmul_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
+                  float* y, size_t ldy) {
+  const size_t n_in = static_cast<size_t>(in);
+  for (int r = 0; r < rows; ++r) {
+    const float* x_row = x + static_cast<size_t>(r) * n_in;
+    for (int o = o_begin; o < o_end; ++o) {
+      const size_t w_row = static_cast<size_t>(o) * n_in;
+      float sum = 0.0f;
+      for (size_t i = 0; i < n_in; ++i) sum += x_row[i] * weight_at(w, w_type, w_row + i);
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o)] = sum;
+    }
+  }
+}
+
+void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
+  matmul_range(x, rows, w, w_type, in, 0, out, y, static_cast<size_t>(out));
+}
+
+void rmsnorm(const float* x, const float* weight, int n, float eps, float* out) {
+  float sum_squares = 0.0f;
+  for (int i = 0; i < n; ++i) sum_squares += x[i] * x[i];
+  const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(n) + eps);
+  for (int i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * inv_rms);
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* head = x + static_cast<size_t>(h) * static_cast<size_t>(head_dim);
+    for (int i = 0; i < half; ++i) {
+      const float first = head[i];
+      const float second = head[i + half];
+      head[i] = first * cos[i] - second * sin[i];
+      head[i + half] = second * cos[i] + first * sin[i];
+    }
+  }
+}
+
+void softmax(float* x, int n) {
+  if (n <= 0) return;
+  float max_value = x[0];
+  for (int i = 1; i < n; ++i) max_value = std::max(max_value, x[i]);
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max_value);
+    sum += x[i];
+  }
+  const float inv_sum = 1.0f / sum;
+  for (int i = 0; i < n; ++i) x[i] *= inv_sum;
+}
+
+void silu_mul(const float* gate, const float* up, int n, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+float dot(const float* a, const float* b, int n) {
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+  const int group = n_heads / n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const size_t dim = static_cast<size_t>(head_dim);
+  for (int h = 0; h < n_heads; ++h) {
+    const size_t kv_offset = static_cast<size_t>(h / group) * dim;
+    const float* q_head = q + static_cast<size_t>(h) * dim;
+    for (int p = 0; p < n_ctx; ++p) {
+      scratch[p] = dot(q_head, k_cache + static_cast<size_t>(p) * kv_stride + kv_offset, head_dim) * scale;
+    }
+    softmax(scratch, n_ctx);
+    float* out_head = out + static_cast<size_t>(h) * dim;
+    std::fill(out_head, out_head + dim, 0.0f);
+    for (int p = 0; p < n_ctx; ++p) {
+      const float* v = v_cache + static_cast<size_t>(p) * kv_stride + kv_offset;
+      for (size_t d = 0; d < dim; ++d) out_head[d] += scratch[p] * v[d];
+    }
+  }
+}
+
+}  // namespace llama31::kernels::scalar
+
+namespace llama31::kernels {
+namespace {
+
+size_t no_scratch(int, int, DType) { return 0; }
+const float* x_as_given(const float* x, int, int, DType, float*) { return x; }
+
+}  // namespace
+
+const IsaKernels& scalar_kernels() {
+  static const IsaKernels table{"scalar",         no_scratch,         x_as_given,
+                                scalar::matmul_range, scalar::matmul_range, scalar::rmsnorm,
+                                scalar::rope,     scalar::softmax,    scalar::silu_mul,
+                                scalar::attention, scalar::dot};
+  return table;
+}
+
+}  // namespace llama31::kernels

@@ -1,0 +1,417 @@
+#include "model_files/gguf_writer.h"
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numbers>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace llama31 {
+namespace {
+
+template <typename T>
+void append_scalar(std::vector<uint8_t>& out, T value) {
+  uint8_t bytes[sizeof(T)];
+  std::memcpy(bytes, &value, sizeof(T));  // GGUF is little-endian, as every supported host is
+  out.insert(out.end(), bytes, bytes + sizeof(T));
+}
+
+void append_string(std::vector<uint8_t>& out, const std::string& s) {
+  append_scalar<uint64_t>(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+uint64_t align_up(uint64_t value, uint64_t alignment) { return (value + alignment - 1) / alignment * alignment; }
+
+size_t element_count(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{} is not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+// Converts a stored tensor to dtype `to` (via float, as torch's .to() does for these types).
+std::vector<uint8_t> convert_tensor(const TensorView& view, DType to) {
+  const size_t n = static_cast<size_t>(view.numel());
+  if (view.dtype == to) return {reinterpret_cast<const uint8_t*>(view.data),
+                                reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
+  std::vector<float> values(n);
+  convert_to_f32(view.dtype, view.data, values.data(), n);
+  std::vector<uint8_t> out(n * dtype_size(to));
+  if (to == DType::F32) {
+    std::memcpy(out.data(), values.data(), out.size());
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = to == DType::F16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+// Token strings, types and merges of a Hugging Face byte-level BPE tokenizer.json, as
+// convert_hf_to_gguf.py's get_vocab_base lays them out: one entry per id below vocab_size.
+struct GgufVocabulary {
+  std::vector<std::string> tokens;
+  std::vector<int32_t> token_types;  // 1 normal, 3 control (special added), 4 user defined, 5 unused
+  std::vector<std::string> merges;
+  std::map<std::string, int> ids;
+};
+
+GgufVocabulary read_vocabulary(const std::filesystem::path& tokenizer_json, int vocab_size) {
+  const nlohmann::json j = read_json(tokenizer_json);
+  const std::string source = tokenizer_json.string();
+  if (!j.contains("model") || !j["model"].contains("vocab") || !j["model"]["vocab"].is_object()) {
+    fail("{}: model.vocab missing or not an object", source);
+  }
+  if (j["model"].value("type", "BPE") != "BPE") fail("{}: model.type is not BPE", source);
+  GgufVocabulary v;
+  v.tokens.assign(static_cast<size_t>(vocab_size), "");
+  v.token_types.assign(static_cast<size_t>(vocab_size), 0);
+  auto place = [&](int id, const std::string& token, int32_t type) {
+    if (id < 0 || id >= vocab_size) fail("{}: token {} has id {} outside the vocabulary of {}", source, token, id, vocab_size);
+    v.tokens[static_cast<size_t>(id)] = token;
+    v.token_types[static_cast<size_t>(id)] = type;
+    v.ids[token] = id;
+  };
+  for (const auto& [token, id] : j["model"]["vocab"].items()) {
+    if (!id.is_number_integer()) fail("{}: vocab entry {} has a non-integer id", source, token);
+    place(id.get<int>(), token, 1);
+  }
+  if (j.contains("added_tokens")) {
+    for (const auto& added : j["added_tokens"]) {
+      place(added.at("id").get<int>(), added.at("content").get<std::string>(), added.value("special", false) ? 3 : 4);
+    }
+  }
+  for (size_t id = 0; id < v.tokens.size(); ++id) {
+    if (v.token_types[id] == 0) {
+      v.tokens[id] = "[PAD" + std::to_string(id) + "]";
+      v.token_types[id] = 5;
+    }
+  }
+  for (const auto& merge : j["model"].value("merges", nlohmann::json::array())) {
+    if (merge.is_string()) {
+      v.merges.push_back(merge.get<std::string>());
+    } else if (merge.is_array() && merge.size() == 2) {
+      v.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
+    } else {
+      fail("{}: a merge is neither \"a b\" nor [a, b]", source);
+    }
+  }
+  return v;
+}
+
+// A special token named in tokenizer_config.json ("bos_token": "<|begin_of_text|>" or {"content": ...}).
+std::optional<int> named_token(const nlohmann::json& tokenizer_config, const char* key, const GgufVocabulary& v) {
+  if (!tokenizer_config.contains(key)) return std::nullopt;
+  const auto& entry = tokenizer_config[key];
+  std::string name;
+  if (entry.is_string()) name = entry.get<std::string>();
+  else if (entry.is_object() && entry.contains("content")) name = entry["content"].get<std::string>();
+  else return std::nullopt;
+  auto it = v.ids.find(name);
+  return it == v.ids.end() ? std::nullopt : std::optional<int>(it->second);
+}
+
+std::string gguf_tensor_name(const std::string& hf_name) {
+  static const std::map<std::string, std::string> kGlobal = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  static const std::map<std::string, std::string> kLayer = {
+      {"input_layernorm.weight", "attn_norm.weight"},      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},        {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},   {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},         {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  if (auto it = kGlobal.find(hf_name); it != kGlobal.end()) return it->second;
+  const std::string prefix = "model.layers.";
+  if (hf_name.rfind(prefix, 0) == 0) {
+    const size_t dot = hf_name.find('.', prefix.size());
+    if (dot != std::string::npos) {
+      if (auto it = kLayer.find(hf_name.substr(dot + 1)); it != kLayer.end()) {
+        return "blk." + hf_name.substr(prefix.size(), dot - prefix.size()) + "." + it->second;
+      }
+    }
+  }
+  fail("no GGUF name for tensor {}", hf_name);
+}
+
+uint32_t gguf_file_type(DType dtype) {  // llama_ftype: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32
+  switch (dtype) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::BF16: return 32;
+  }
+  return 0;
+}
+
+}  // namespace
+
+GgmlType ggml_type_for(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return GgmlType::F32;
+    case DType::F16: return GgmlType::F16;
+    case DType::BF16: return GgmlType::BF16;
+  }
+  return GgmlType::F32;
+}
+
+void GgufWriter::begin_key(const std::string& key, GgufValueType type) {
+  append_string(kv_bytes_, key);
+  append_scalar<uint32_t>(kv_bytes_, static_cast<uint32_t>(type));
+  ++kv_count_;
+}
+
+void GgufWriter::add_string(const std::string& key, const std::string& value) {
+  begin_key(key, GgufValueType::STRING);
+  append_string(kv_bytes_, value);
+}
+void GgufWriter::add_uint32(const std::string& key, uint32_t value) {
+  begin_key(key, GgufValueType::UINT32);
+  append_scalar(kv_bytes_, value);
+}
+void GgufWriter::add_int32(const std::string& key, int32_t value) {
+  begin_key(key, GgufValueType::INT32);
+  append_scalar(kv_bytes_, value);
+}
+void GgufWriter::add_float32(const std::string& key, float value) {
+  begin_key(key, GgufValueType::FLOAT32);
+  append_scalar(kv_bytes_, value);
+}
+void GgufWriter::add_bool(const std::string& key, bool value) {
+  begin_key(key, GgufValueType::BOOL);
+  append_scalar<uint8_t>(kv_bytes_, value ? 1 : 0);
+}
+void GgufWriter::add_string_array(const std::string& key, const std::vector<std::string>& values) {
+  begin_key(key, GgufValueType::ARRAY);
+  append_scalar<uint32_t>(kv_bytes_, static_cast<uint32_t>(GgufValueType::STRING));
+  append_scalar<uint64_t>(kv_bytes_, values.size());
+  for (const auto& v : values) append_string(kv_bytes_, v);
+}
+void GgufWriter::add_int32_array(const std::string& key, const std::vector<int32_t>& values) {
+  begin_key(key, GgufValueType::ARRAY);
+  append_scalar<uint32_t>(kv_bytes_, static_cast<uint32_t>(GgufValueType::INT32));
+  append_scalar<uint64_t>(kv_bytes_, values.size());
+  for (int32_t v : values) append_scalar(kv_bytes_, v);
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            std::vector<uint8_t> data) {
+  if (data.size() != element_count(shape) * dtype_size(dtype)) {
+    fail("GGUF tensor {}: {} bytes for {} elements of {}", name, data.size(), element_count(shape), dtype_name(dtype));
+  }
+  add_tensor(name, dtype, shape, [bytes = std::move(data)] { return bytes; });
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            TensorProducer produce) {
+  if (shape.empty()) fail("GGUF tensor {}: no dimensions", name);
+  for (int64_t d : shape) {
+    if (d <= 0) fail("GGUF tensor {}: dimension {} is not positive", name, d);
+  }
+  tensors_.push_back({name, dtype, shape, std::move(produce)});
+}
+
+void GgufWriter::write(const std::filesystem::path& path) const {
+  std::vector<uint8_t> header;
+  header.insert(header.end(), {'G', 'G', 'U', 'F'});
+  append_scalar<uint32_t>(header, kVersion);
+  append_scalar<uint64_t>(header, tensors_.size());
+  append_scalar<uint64_t>(header, kv_count_);
+  header.insert(header.end(), kv_bytes_.begin(), kv_bytes_.end());
+  uint64_t offset = 0;
+  std::vector<uint64_t> sizes;
+  for (const Tensor& t : tensors_) {
+    append_string(header, t.name);
+    append_scalar<uint32_t>(header, static_cast<uint32_t>(t.shape.size()));
+    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) append_scalar<uint64_t>(header, static_cast<uint64_t>(*it));
+    append_scalar<uint32_t>(header, static_cast<uint32_t>(ggml_type_for(t.dtype)));
+    append_scalar<uint64_t>(header, offset);
+    sizes.push_back(element_count(t.shape) * dtype_size(t.dtype));
+    offset = align_up(offset + sizes.back(), kAlignment);
+  }
+  header.resize(align_up(header.size(), kAlignment), 0);
+
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("cannot create {}", path.string());
+  out.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+  static const char kZeros[kAlignment] = {};
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const std::vector<uint8_t> data = tensors_[i].produce();
+    if (data.size() != sizes[i]) {
+      fail("GGUF tensor {}: produced {} bytes, expected {}", tensors_[i].name, data.size(), sizes[i]);
+    }
+    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    const uint64_t padding = align_up(data.size(), kAlignment) - data.size();
+    out.write(kZeros, static_cast<std::streamsize>(padding));
+  }
+  out.flush();
+  if (!out) fail("error while writing {}", path.string());
+}
+
+std::vector<uint8_t> permute_rotary_rows(const std::vector<uint8_t>& data, int64_t heads, int64_t head_dim,
+                                         size_t row_bytes) {
+  if (head_dim % 2 != 0 || data.size() != static_cast<size_t>(heads * head_dim) * row_bytes) {
+    fail("cannot permute rotary rows: {} bytes for {} heads of {} rows of {} bytes", data.size(), heads, head_dim,
+         row_bytes);
+  }
+  const int64_t half = head_dim / 2;
+  std::vector<uint8_t> out(data.size());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t part = 0; part < 2; ++part) {
+      for (int64_t j = 0; j < half; ++j) {
+        const auto from = static_cast<size_t>(h * head_dim + part * half + j);
+        const auto to = static_cast<size_t>(h * head_dim + j * 2 + part);
+        std::memcpy(out.data() + to * row_bytes, data.data() + from * row_bytes, row_bytes);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> llama3_rope_factors(const LlamaConfig& config) {
+  if (!config.rope_scaling || config.rope_scaling->rope_type != "llama3") return {};
+  const RopeScaling& s = *config.rope_scaling;
+  const int dim = config.head_dim > 0 ? config.head_dim : config.hidden_size / config.num_attention_heads;
+  const double low_freq_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+  const double high_freq_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+  std::vector<float> factors;
+  for (int i = 0; i < dim; i += 2) {
+    // As the converter does: the base frequency in float32, the factor in double.
+    const float exponent = static_cast<float>(i) / static_cast<float>(dim);
+    const float freq = 1.0f / std::pow(static_cast<float>(config.rope_theta), exponent);
+    const double wavelen = 2.0 * std::numbers::pi / static_cast<double>(freq);
+    double factor;
+    if (wavelen < high_freq_wavelen) {
+      factor = 1.0;
+    } else if (wavelen > low_freq_wavelen) {
+      factor = s.factor;
+    } else {
+      const double smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      factor = 1.0 / ((1.0 - smooth) / s.factor + smooth);
+    }
+    factors.push_back(static_cast<float>(factor));
+  }
+  return factors;
+}
+
+void export_gguf(const ModelFolder& model, const std::filesystem::path& out, const GgufExportOptions& options) {
+  const LlamaConfig& c = model.config;
+  const int head_dim = c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads;
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_string("general.type", "model");
+  const std::string name = std::filesystem::absolute(model.dir).lexically_normal().filename().string();
+  w.add_string("general.name", name.empty() ? "llama" : name);
+  w.add_uint32("llama.block_count", static_cast<uint32_t>(c.num_hidden_layers));
+  w.add_uint32("llama.context_length", static_cast<uint32_t>(c.max_position_embeddings));
+  w.add_uint32("llama.embedding_length", static_cast<uint32_t>(c.hidden_size));
+  w.add_uint32("llama.feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
+  w.add_uint32("llama.attention.head_count", static_cast<uint32_t>(c.num_attention_heads));
+  w.add_uint32("llama.attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
+  w.add_float32("llama.rope.freq_base", static_cast<float>(c.rope_theta));
+  w.add_float32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  w.add_uint32("llama.attention.key_length", static_cast<uint32_t>(head_dim));
+  w.add_uint32("llama.attention.value_length", static_cast<uint32_t>(head_dim));
+  w.add_uint32("general.file_type", gguf_file_type(options.dtype));
+  w.add_uint32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+  w.add_uint32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
+  w.add_uint32("general.quantization_version", 2);
+
+  // Tokenizer: byte-level BPE with Llama 3's pre-tokenizer, as convert_hf_to_gguf.py's _set_vocab_gpt2.
+  const GgufVocabulary vocab = read_vocabulary(model.tokenizer_json, c.vocab_size);
+  nlohmann::json tokenizer_config = nlohmann::json::object();
+  if (!model.tokenizer_config_json.empty() && std::filesystem::exists(model.tokenizer_config_json)) {
+    tokenizer_config = read_json(model.tokenizer_config_json);
+  }
+  w.add_string("tokenizer.ggml.model", "gpt2");
+  w.add_string("tokenizer.ggml.pre", "llama-bpe");
+  w.add_string_array("tokenizer.ggml.tokens", vocab.tokens);
+  w.add_int32_array("tokenizer.ggml.token_type", vocab.token_types);
+  w.add_string_array("tokenizer.ggml.merges", vocab.merges);
+  std::optional<int> bos = named_token(tokenizer_config, "bos_token", vocab);
+  if (!bos) bos = c.bos_token_id ? c.bos_token_id : model.generation.bos_token_id;
+  std::optional<int> eos = named_token(tokenizer_config, "eos_token", vocab);
+  if (!eos && !c.eos_token_ids.empty()) eos = c.eos_token_ids.front();
+  if (bos) w.add_uint32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(*bos));
+  if (eos) w.add_uint32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(*eos));
+  w.add_bool("tokenizer.ggml.add_bos_token", bos.has_value());  // Llama 3's post-processor prepends BOS
+  if (tokenizer_config.contains("chat_template")) {
+    const auto& t = tokenizer_config["chat_template"];
+    if (t.is_string()) {
+      w.add_string("tokenizer.chat_template", t.get<std::string>());
+    } else if (t.is_array()) {  // named templates: the default one
+      for (const auto& named : t) {
+        if (named.value("name", "") == "default") w.add_string("tokenizer.chat_template", named.value("template", ""));
+      }
+    }
+  }
+
+  // Tensors, in the order llama.cpp's converter writes them: extra rope_freqs first, then the weights.
+  std::vector<std::string> hf_names = {"model.embed_tokens.weight"};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    for (const char* suffix : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                               "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+                               "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}) {
+      hf_names.push_back(layer_tensor_name(l, suffix));
+    }
+  }
+  hf_names.push_back("model.norm.weight");
+  if (!c.tie_word_embeddings) hf_names.push_back("lm_head.weight");
+
+  const std::vector<float> rope_factors = llama3_rope_factors(c);
+  const size_t total = hf_names.size() + (rope_factors.empty() ? 0 : 1);
+  size_t index = 0;
+  auto progress = [&options, total](const std::string& gguf_name, size_t i) {
+    if (options.on_tensor) options.on_tensor(gguf_name, i, total);
+  };
+  if (!rope_factors.empty()) {
+    std::vector<uint8_t> bytes(rope_factors.size() * sizeof(float));
+    std::memcpy(bytes.data(), rope_factors.data(), bytes.size());
+    const size_t i = index++;
+    w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(rope_factors.size())},
+                 [bytes, i, progress] {
+                   progress("rope_freqs.weight", i);
+                   return bytes;
+                 });
+  }
+  for (const std::string& hf_name : hf_names) {
+    const TensorView& view = model.weights.get(hf_name);
+    const std::string gguf_name = gguf_tensor_name(hf_name);
+    const DType dtype = view.shape.size() <= 1 ? DType::F32 : options.dtype;
+    int64_t permute_heads = 0;
+    if (hf_name.ends_with("self_attn.q_proj.weight")) permute_heads = c.num_attention_heads;
+    if (hf_name.ends_with("self_attn.k_proj.weight")) permute_heads = c.num_key_value_heads;
+    const size_t i = index++;
+    w.add_tensor(gguf_name, dtype, view.shape, [&view, gguf_name, dtype, permute_heads, head_dim, i, progress] {
+      progress(gguf_name, i);
+      std::vector<uint8_t> bytes = convert_tensor(view, dtype);
+      if (permute_heads > 0) {
+        const size_t row_bytes = static_cast<size_t>(view.shape.at(1)) * dtype_size(dtype);
+        bytes = permute_rotary_rows(bytes, permute_heads, head_dim, row_bytes);
+      }
+      return bytes;
+    });
+  }
+  w.write(out);
+}
+
+}  // namespace llama31

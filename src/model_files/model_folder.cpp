@@ -1,0 +1,63 @@
+#include "model_files/model_folder.h"
+
+#include <fmt/format.h>
+
+#include "util/error.h"
+
+namespace llama31 {
+
+namespace {
+
+void check_tensors(const TensorStore& weights, const LlamaConfig& c) {
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_width = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
+  const int64_t kv_width = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
+  const int64_t inter = c.intermediate_size;
+  const int64_t vocab = c.vocab_size;
+  weights.get("model.embed_tokens.weight", {vocab, hidden});
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    weights.get(layer_tensor_name(layer, "input_layernorm.weight"), {hidden});
+    weights.get(layer_tensor_name(layer, "self_attn.q_proj.weight"), {q_width, hidden});
+    weights.get(layer_tensor_name(layer, "self_attn.k_proj.weight"), {kv_width, hidden});
+    weights.get(layer_tensor_name(layer, "self_attn.v_proj.weight"), {kv_width, hidden});
+    weights.get(layer_tensor_name(layer, "self_attn.o_proj.weight"), {hidden, q_width});
+    weights.get(layer_tensor_name(layer, "post_attention_layernorm.weight"), {hidden});
+    weights.get(layer_tensor_name(layer, "mlp.gate_proj.weight"), {inter, hidden});
+    weights.get(layer_tensor_name(layer, "mlp.up_proj.weight"), {inter, hidden});
+    weights.get(layer_tensor_name(layer, "mlp.down_proj.weight"), {hidden, inter});
+  }
+  weights.get("model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) weights.get("lm_head.weight", {vocab, hidden});
+  // A layer beyond num_hidden_layers means config and weights disagree.
+  if (weights.find(layer_tensor_name(c.num_hidden_layers, "input_layernorm.weight")) != nullptr) {
+    fail("{}: weights hold more layers than num_hidden_layers ({}) in config.json", weights.dir().string(),
+         c.num_hidden_layers);
+  }
+}
+
+}  // namespace
+
+std::string layer_tensor_name(int layer, const char* suffix) {
+  return fmt::format("model.layers.{}.{}", layer, suffix);
+}
+
+ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir)) fail("model folder {} does not exist", dir.string());
+  if (!std::filesystem::is_directory(dir)) fail("{} is not a folder (expected a model folder)", dir.string());
+  const std::filesystem::path config_path = dir / "config.json";
+  if (!std::filesystem::exists(config_path)) fail("{}: file not found (not a model folder?)", config_path.string());
+  ModelFolder folder;
+  folder.dir = dir;
+  folder.tokenizer_json = dir / "tokenizer.json";
+  folder.tokenizer_config_json = dir / "tokenizer_config.json";
+  if (!std::filesystem::exists(folder.tokenizer_json)) {
+    fail("{}: file not found (the model folder needs its tokenizer)", folder.tokenizer_json.string());
+  }
+  folder.config = LlamaConfig::from_file(config_path);
+  folder.generation = GenerationConfig::from_file_or_empty(dir / "generation_config.json");
+  folder.weights = TensorStore::open_folder(dir);
+  check_tensors(folder.weights, folder.config);
+  return folder;
+}
+
+}  // namespace llama31

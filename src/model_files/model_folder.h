@@ -1,0 +1,27 @@
+// A Hugging Face model folder: config, generation config, weights and tokenizer file paths.
+#pragma once
+
+#include <filesystem>
+
+#include "model_files/config.h"
+#include "model_files/safetensors.h"
+
+namespace llama31 {
+
+struct ModelFolder {
+  std::filesystem::path dir;
+  LlamaConfig config;
+  GenerationConfig generation;
+  TensorStore weights;
+  std::filesystem::path tokenizer_json;         // dir/tokenizer.json (must exist)
+  std::filesystem::path tokenizer_config_json;  // dir/tokenizer_config.json (may be absent)
+
+  // Validates the architecture (LlamaForCausalLM), the config and that every tensor the Llama
+  // architecture needs is present with the right shape and a supported dtype.
+  static ModelFolder open(const std::filesystem::path& dir);
+};
+
+// HF tensor names of the Llama architecture.
+std::string layer_tensor_name(int layer, const char* suffix);  // "model.layers.3.self_attn.q_proj.weight"
+
+}  // namespace llama31

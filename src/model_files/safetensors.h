@@ -1,0 +1,79 @@
+// safetensors files, single or sharded (model.safetensors.index.json), memory-mapped.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "util/dtype.h"
+#include "util/mapped_file.h"
+
+namespace llama31 {
+
+// A view of one stored tensor: the bytes stay in the mapped file.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const std::byte* data = nullptr;
+  size_t nbytes = 0;
+  std::filesystem::path file;  // which file holds it, for error messages
+
+  int64_t numel() const;
+  std::string shape_string() const;  // "[128256, 4096]"
+};
+
+// One .safetensors file. The header is validated against the file before any tensor is used:
+// header length within the file, valid JSON, known dtype, offsets ordered, inside the data section,
+// and nbytes == numel * dtype size. Errors name the file and the tensor.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::filesystem::path& path);
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::filesystem::path& path() const { return file_.path(); }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All weights of a model folder: model.safetensors, or the shards listed by
+// model.safetensors.index.json (every listed shard must exist and hold the tensors it is said to).
+class TensorStore {
+ public:
+  static TensorStore open_folder(const std::filesystem::path& dir);
+
+  const TensorView* find(const std::string& name) const;
+  // Throws "missing tensor NAME in DIR" when absent.
+  const TensorView& get(const std::string& name) const;
+  // Throws naming the tensor, the expected and the actual shape when they differ.
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  std::vector<std::string> names() const;
+  size_t total_bytes() const;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> by_name_;
+};
+
+// A tensor to write: data holds numel * dtype_size bytes in the stated dtype.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+// Writes a safetensors file (8-byte header length, JSON header with "__metadata__", data aligned to 8).
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace llama31

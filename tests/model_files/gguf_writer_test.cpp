@@ -1,0 +1,227 @@
+// The GGUF export read back with an independent minimal GGUF v3 parser: header, metadata llama.cpp
+// needs, tensor table, alignment, Q/K row permutation, rope_freqs and dtype conversion.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "model_files/gguf_writer.h"
+#include "model_files/model_folder.h"
+#include "model_files/test_model.h"
+#include "support/temp_dir.h"
+#include "util/error.h"
+
+namespace llama31 {
+namespace {
+
+struct GgufTensorInfo {
+  std::vector<uint64_t> dims;  // innermost first
+  uint32_t type = 0;
+  uint64_t offset = 0;
+};
+
+struct ParsedGguf {
+  uint32_t version = 0;
+  std::map<std::string, uint32_t> kv_types;
+  std::map<std::string, std::string> strings;
+  std::map<std::string, uint64_t> integers;  // UINT32 / INT32 / BOOL
+  std::map<std::string, float> floats;
+  std::map<std::string, std::vector<std::string>> string_arrays;
+  std::map<std::string, std::vector<int32_t>> int_arrays;
+  std::map<std::string, GgufTensorInfo> tensors;
+  std::vector<std::string> tensor_order;
+  size_t data_start = 0;
+  std::string bytes;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& b) : b_(b) {}
+  template <typename T>
+  T get() {
+    if (pos_ + sizeof(T) > b_.size()) throw std::runtime_error("truncated GGUF");
+    T v;
+    std::memcpy(&v, b_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    const auto n = get<uint64_t>();
+    if (pos_ + n > b_.size()) throw std::runtime_error("truncated GGUF string");
+    std::string s = b_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  const std::string& b_;
+  size_t pos_ = 0;
+};
+
+ParsedGguf parse_gguf(const std::filesystem::path& path) {
+  ParsedGguf g;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  g.bytes = ss.str();
+  Reader r(g.bytes);
+  if (r.get<uint32_t>() != 0x46554747u) throw std::runtime_error("bad magic");
+  g.version = r.get<uint32_t>();
+  const auto tensor_count = r.get<uint64_t>();
+  const auto kv_count = r.get<uint64_t>();
+  for (uint64_t i = 0; i < kv_count; ++i) {
+    const std::string key = r.str();
+    const auto type = r.get<uint32_t>();
+    g.kv_types[key] = type;
+    switch (type) {
+      case 4: g.integers[key] = r.get<uint32_t>(); break;
+      case 5: g.integers[key] = static_cast<uint64_t>(r.get<int32_t>()); break;
+      case 6: g.floats[key] = r.get<float>(); break;
+      case 7: g.integers[key] = r.get<uint8_t>(); break;
+      case 8: g.strings[key] = r.str(); break;
+      case 9: {
+        const auto element = r.get<uint32_t>();
+        const auto n = r.get<uint64_t>();
+        for (uint64_t k = 0; k < n; ++k) {
+          if (element == 8) g.string_arrays[key].push_back(r.str());
+          else if (element == 5) g.int_arrays[key].push_back(r.get<int32_t>());
+          else throw std::runtime_error("unexpected array type in " + key);
+        }
+        break;
+      }
+      default: throw std::runtime_error("unexpected kv type in " + key);
+    }
+  }
+  for (uint64_t i = 0; i < tensor_count; ++i) {
+    const std::string name = r.str();
+    GgufTensorInfo t;
+    const auto n_dims = r.get<uint32_t>();
+    for (uint32_t d = 0; d < n_dims; ++d) t.dims.push_back(r.get<uint64_t>());
+    t.type = r.get<uint32_t>();
+    t.offset = r.get<uint64_t>();
+    g.tensors[name] = t;
+    g.tensor_order.push_back(name);
+  }
+  g.data_start = (r.pos() + 31) / 32 * 32;
+  return g;
+}
+
+const float* tensor_f32(const ParsedGguf& g, const std::string& name) {
+  return reinterpret_cast<const float*>(g.bytes.data() + g.data_start + g.tensors.at(name).offset);
+}
+
+class GgufExport : public ::testing::Test {
+ protected:
+  testing::TempDir dir_{"llama31-gguf"};
+};
+
+TEST_F(GgufExport, F32ExportHasLlamaMetadataTensorsAndPermutedRows) {
+  TestModelSpec spec;
+  const TestModelWeights weights = write_test_model(dir_.path(), spec);
+  const auto out = dir_.path() / "model.gguf";
+  std::vector<std::string> progress;
+  GgufExportOptions options;
+  options.dtype = DType::F32;
+  options.on_tensor = [&](const std::string& name, size_t, size_t) { progress.push_back(name); };
+  export_gguf(ModelFolder::open(dir_.path()), out, options);
+
+  const ParsedGguf g = parse_gguf(out);
+  EXPECT_EQ(g.version, 3u);
+  EXPECT_EQ(g.strings.at("general.architecture"), "llama");
+  EXPECT_EQ(g.integers.at("llama.block_count"), 2u);
+  EXPECT_EQ(g.integers.at("llama.embedding_length"), 64u);
+  EXPECT_EQ(g.integers.at("llama.feed_forward_length"), static_cast<uint64_t>(spec.intermediate_size));
+  EXPECT_EQ(g.integers.at("llama.attention.head_count"), 8u);
+  EXPECT_EQ(g.integers.at("llama.attention.head_count_kv"), 2u);
+  EXPECT_EQ(g.integers.at("llama.rope.dimension_count"), 8u);
+  EXPECT_FLOAT_EQ(g.floats.at("llama.rope.freq_base"), static_cast<float>(weights.config.rope_theta));
+  EXPECT_EQ(g.strings.at("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(g.strings.at("tokenizer.ggml.pre"), "llama-bpe");
+  EXPECT_EQ(g.string_arrays.at("tokenizer.ggml.tokens").size(), 128256u);
+  EXPECT_EQ(g.string_arrays.at("tokenizer.ggml.tokens")[128000], "<|begin_of_text|>");
+  EXPECT_EQ(g.int_arrays.at("tokenizer.ggml.token_type")[128000], 3);  // control
+  EXPECT_EQ(g.int_arrays.at("tokenizer.ggml.token_type")[100], 1);     // normal
+  EXPECT_GT(g.string_arrays.at("tokenizer.ggml.merges").size(), 100000u);
+  EXPECT_EQ(g.integers.at("tokenizer.ggml.bos_token_id"), 128000u);
+  EXPECT_TRUE(g.strings.count("tokenizer.chat_template"));
+
+  // 2 layers x 9 + embeddings, final norm, untied output, rope_freqs; one progress call each.
+  EXPECT_EQ(g.tensors.size(), 22u);
+  EXPECT_EQ(progress.size(), g.tensors.size());
+  for (const auto& [name, t] : g.tensors) EXPECT_EQ(t.offset % 32, 0u) << name;
+  const auto& q = g.tensors.at("blk.0.attn_q.weight");
+  EXPECT_EQ(q.dims, (std::vector<uint64_t>{64, 64}));
+  EXPECT_EQ(g.tensors.at("blk.1.attn_k.weight").dims, (std::vector<uint64_t>{64, 16}));
+  EXPECT_EQ(g.tensors.at("token_embd.weight").dims, (std::vector<uint64_t>{64, 128256}));
+  EXPECT_TRUE(g.tensors.count("output.weight"));
+
+  // Q rows: GGUF row (head, j, half) is HF row (head, half, j).
+  const std::vector<float>& hf_q = weights.tensors.at("model.layers.0.self_attn.q_proj.weight");
+  const float* gguf_q = tensor_f32(g, "blk.0.attn_q.weight");
+  for (int head = 0; head < 8; ++head) {
+    for (int j = 0; j < 4; ++j) {
+      for (int half = 0; half < 2; ++half) {
+        const int from = head * 8 + half * 4 + j, to = head * 8 + j * 2 + half;
+        for (int c = 0; c < 64; ++c) ASSERT_EQ(gguf_q[to * 64 + c], hf_q[static_cast<size_t>(from * 64 + c)]);
+      }
+    }
+  }
+  // V is not permuted.
+  const std::vector<float>& hf_v = weights.tensors.at("model.layers.1.self_attn.v_proj.weight");
+  EXPECT_EQ(std::memcmp(tensor_f32(g, "blk.1.attn_v.weight"), hf_v.data(), hf_v.size() * sizeof(float)), 0);
+
+  // rope_freqs: llama.cpp divides each frequency by its factor; for head_dim 8 and theta 500000 the
+  // wavelengths are ~6, ~167, ~4447, ~118000: kept, kept, blended, divided by the factor.
+  const auto& rope = g.tensors.at("rope_freqs.weight");
+  ASSERT_EQ(rope.dims, (std::vector<uint64_t>{4}));
+  const float* factors = tensor_f32(g, "rope_freqs.weight");
+  EXPECT_FLOAT_EQ(factors[0], 1.0f);
+  EXPECT_FLOAT_EQ(factors[1], 1.0f);
+  EXPECT_GT(factors[2], 1.0f);
+  EXPECT_LT(factors[2], static_cast<float>(weights.config.rope_scaling->factor));
+  EXPECT_FLOAT_EQ(factors[3], static_cast<float>(weights.config.rope_scaling->factor));
+}
+
+TEST_F(GgufExport, TiedBf16ExportOmitsOutputAndKeepsNormsF32) {
+  TestModelSpec spec;
+  spec.tie_word_embeddings = true;
+  const TestModelWeights weights = write_test_model(dir_.path(), spec);
+  const auto out = dir_.path() / "tied.gguf";
+  export_gguf(ModelFolder::open(dir_.path()), out, {});  // default bf16
+  const ParsedGguf g = parse_gguf(out);
+  EXPECT_FALSE(g.tensors.count("output.weight"));
+  EXPECT_EQ(g.integers.at("general.file_type"), 32u);  // MOSTLY_BF16
+  EXPECT_EQ(g.tensors.at("token_embd.weight").type, 30u);
+  EXPECT_EQ(g.tensors.at("blk.0.attn_norm.weight").type, 0u);
+  EXPECT_EQ(g.tensors.at("output_norm.weight").type, 0u);
+  // bf16 values are the checkpoint's exactly.
+  const auto* embd = reinterpret_cast<const uint16_t*>(g.bytes.data() + g.data_start +
+                                                       g.tensors.at("token_embd.weight").offset);
+  const std::vector<float>& hf = weights.tensors.at("model.embed_tokens.weight");
+  for (size_t i = 0; i < 1000; ++i) ASSERT_EQ(bf16_to_f32(embd[i]), hf[i]) << i;
+  // The file ends with the last tensor's data, padded to the alignment.
+  const std::string& last = g.tensor_order.back();
+  const auto& t = g.tensors.at(last);
+  size_t n = 1;
+  for (uint64_t d : t.dims) n *= d;
+  EXPECT_EQ(g.bytes.size(), g.data_start + (t.offset + n * (t.type == 0 ? 4 : 2) + 31) / 32 * 32);
+}
+
+TEST(GgufPermutation, RoundTripsEveryRowOnce) {
+  std::vector<uint8_t> rows(2 * 6);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<uint8_t>(i);
+  // 2 heads of head_dim 6, one byte per row: head 0 rows 0..5 become 0,3,1,4,2,5.
+  const auto permuted = permute_rotary_rows(rows, 2, 6, 1);
+  EXPECT_EQ(permuted, (std::vector<uint8_t>{0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11}));
+  EXPECT_THROW(permute_rotary_rows(rows, 3, 6, 1), Error);
+}
+
+}  // namespace
+}  // namespace llama31
