@@ -10,6 +10,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "kernels/kernels.h"
+#include "planner/memory_planner.h"
+#include "util/process_memory.h"
 
 namespace llama31::cli {
 
@@ -43,6 +45,7 @@ double time_seconds(const std::function<void()>& f) {
 }
 
 void run_bench(const BenchOptions& o) {
+  const uint64_t rss_before_load = current_rss_bytes();
   auto model = load_model(o.model);
   const LlamaModel& m = model->model();
   const int ctx = context_size(o.model, model->config(), std::max(o.n_prompt, o.n_gen) + 1);
@@ -90,6 +93,18 @@ void run_bench(const BenchOptions& o) {
   };
   if (!pp.empty()) row("pp", o.n_prompt, pp);
   if (!tg.empty()) row("tg", o.n_gen, tg);
+  // The memory planner's prediction for this run, beside what the process really held.
+  planner::InferenceMemoryOptions plan;
+  plan.context = ctx;
+  plan.tokens_per_forward = std::max(1, std::min(o.n_prompt, LlamaModel::max_chunk));
+  plan.threads = kernels::num_threads();
+  const auto predicted = planner::predict_folder_inference_memory(model->folder(), plan);
+  const uint64_t peak = peak_rss_bytes();
+  std::printf("memory: planner predicts %.1f MB (weights %.1f, KV cache %.1f, scratch %.1f, tokenizer %.1f); "
+              "measured peak resident %.1f MB, of which %.1f MB before loading\n",
+              predicted.total_bytes() / 1e6, predicted.weights_bytes / 1e6, predicted.kv_cache_bytes / 1e6,
+              predicted.scratch_bytes / 1e6, predicted.tokenizer_bytes / 1e6, static_cast<double>(peak) / 1e6,
+              static_cast<double>(rss_before_load) / 1e6);
   if (o.json) {
     nlohmann::json j = {{"prefill_tokens_per_s", pp.empty() ? 0.0 : stats(pp).mean},
                         {"decode_tokens_per_s", tg.empty() ? 0.0 : stats(tg).mean},
@@ -99,7 +114,12 @@ void run_bench(const BenchOptions& o) {
                         {"threads", kernels::num_threads()},
                         {"isa", kernels::active_isa()},
                         {"weight_bytes", model->folder().weights.total_bytes()},
-                        {"parameters", c.parameter_count()}};
+                        {"parameters", c.parameter_count()},
+                        {"context", ctx},
+                        {"predicted_memory_bytes", predicted.total_bytes()},
+                        {"predicted_weights_bytes", predicted.weights_bytes},
+                        {"peak_rss_bytes", peak},
+                        {"rss_before_load_bytes", rss_before_load}};
     std::printf("%s\n", j.dump().c_str());
   }
 }

@@ -50,7 +50,7 @@ std::unique_ptr<LoadedModel> load_model(const ModelOptions& options) {
   kernels::set_num_threads(std::max(1, threads));
   const auto dir = resolve_model_dir(options);
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = LoadedModel::load(dir);
+  auto model = LoadedModel::load(dir, /*prefault=*/true);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& c = model->config();
   std::fprintf(stderr, "llama31: loaded %s (%d layers, %.3g B parameters, %.2f GB of weights) in %.2f s, %d threads, %s\n",

@@ -12,8 +12,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir) {
+std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault) {
   ModelFolder folder = ModelFolder::open(dir);
+  if (prefault) folder.weights.prefault(/*show_progress=*/true);
   Tokenizer tokenizer = Tokenizer::from_files(folder.tokenizer_json, folder.tokenizer_config_json);
   return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(folder), std::move(tokenizer)));
 }

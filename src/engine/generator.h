@@ -20,8 +20,9 @@ namespace llama31 {
 // A model folder opened for inference: weights, tokenizer and the forward pass.
 class LoadedModel {
  public:
-  // Opens and validates the folder; prints nothing.
-  static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir);
+  // Opens and validates the folder. With prefault, reads all weights into memory now (with a
+  // progress bar on stderr), as llama.cpp does, instead of on first use.
+  static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir, bool prefault = false);
 
   const ModelFolder& folder() const { return folder_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }

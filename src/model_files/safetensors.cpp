@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/progress.h"
 
 namespace llama31 {
 
@@ -243,6 +245,20 @@ size_t TensorStore::total_bytes() const {
   size_t total = 0;
   for (const auto& [name, view] : by_name_) total += view->nbytes;
   return total;
+}
+
+void TensorStore::prefault(bool show_progress) const {
+  size_t total = 0;
+  for (const auto& f : files_) total += f->mapped().size();
+  std::optional<Progress> progress;
+  if (show_progress) progress.emplace("loading weights", total);
+  size_t before = 0;
+  for (const auto& f : files_) {
+    f->mapped().prefault([&](size_t done) {
+      if (progress) progress->update(before + done);
+    });
+    before += f->mapped().size();
+  }
 }
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,

@@ -36,6 +36,7 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::filesystem::path& path() const { return file_.path(); }
+  const MappedFile& mapped() const { return file_; }
 
  private:
   MappedFile file_;
@@ -56,6 +57,8 @@ class TensorStore {
   const TensorView& get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  // Makes every weight file resident (MappedFile::prefault), showing progress on stderr.
+  void prefault(bool show_progress) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

@@ -2,6 +2,7 @@
 #include "planner/memory_planner.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <cctype>
 #include <fmt/format.h>
 
@@ -107,17 +108,18 @@ double kv_cache_bytes(const LlamaConfig& config, long long context_tokens, long 
 // ---- Inference ----------------------------------------------------------------------------------
 
 double inference_scratch_bytes(const LlamaConfig& config, long long context, long long batch,
-                               long long tokens, double bytes_per_element) {
+                               long long tokens, double bytes_per_element, long long logit_rows,
+                               int threads) {
   const double head_dim = effective_head_dim(config);
   const double q_dim = config.num_attention_heads * head_dim;
   const double kv_dim = config.num_key_value_heads * head_dim;
-  const double per_token = 4.0 * config.hidden_size + 2.0 * q_dim + 2.0 * kv_dim +
-                           3.0 * config.intermediate_size +
-                           static_cast<double>(config.num_attention_heads) *
-                               static_cast<double>(context) +
-                           config.vocab_size;
+  const double per_token = 3.0 * config.hidden_size + 2.0 * q_dim + 2.0 * kv_dim +
+                           3.0 * config.intermediate_size + head_dim;
   const double in_flight = static_cast<double>(batch) * static_cast<double>(std::min(tokens, context));
-  return in_flight * per_token * bytes_per_element;
+  const double logits = static_cast<double>(batch) * static_cast<double>(std::min(logit_rows, tokens)) *
+                        static_cast<double>(config.vocab_size);
+  const double attention_rows = static_cast<double>(threads) * static_cast<double>(context);
+  return (in_flight * per_token + logits + attention_rows) * bytes_per_element;
 }
 
 InferenceMemoryEstimate predict_inference_memory(const LlamaConfig& config,
@@ -133,14 +135,18 @@ InferenceMemoryEstimate predict_inference_memory(const LlamaConfig& config,
       kv_cache_bytes(config, options.context, options.batch, options.kv_bytes_per_element);
   estimate.scratch_bytes =
       inference_scratch_bytes(config, options.context, options.batch, options.tokens_per_forward,
-                              options.activation_bytes_per_element);
+                              options.activation_bytes_per_element, options.logit_rows, options.threads);
   return estimate;
 }
 
 InferenceMemoryEstimate predict_folder_inference_memory(const ModelFolder& folder,
                                                         const InferenceMemoryOptions& options) {
-  return predict_inference_memory(folder.config, static_cast<double>(folder.weights.total_bytes()),
-                                  options);
+  auto estimate = predict_inference_memory(folder.config, static_cast<double>(folder.weights.total_bytes()),
+                                           options);
+  std::error_code ec;
+  const auto json_bytes = std::filesystem::file_size(folder.tokenizer_json, ec);
+  if (!ec) estimate.tokenizer_bytes = kTokenizerBytesPerJsonByte * static_cast<double>(json_bytes);
+  return estimate;
 }
 
 InferenceMemoryEstimate predict_folder_inference_memory(const std::filesystem::path& dir,
@@ -365,7 +371,7 @@ MemoryReport plan_memory(const MemoryRequest& request) {
     row.context = context;
     row.bytes_16bit = kv_cache_bytes(config, context, report.batch, 2.0);
     row.bytes_8bit = kv_cache_bytes(config, context, report.batch, 1.0);
-    row.scratch_bytes = inference_scratch_bytes(config, context, report.batch, kPromptChunk, 2.0);
+    row.scratch_bytes = inference_scratch_bytes(config, context, report.batch, kPromptChunk, 2.0);  // logits of the last token
     row.inference_total_bytes = weights_at_dtype + row.bytes_16bit + row.scratch_bytes;
     if (release && report.batch == 1) {
       for (size_t i = 0; i < kReleaseKvContexts.size(); ++i) {

@@ -96,11 +96,13 @@ double kv_cache_bytes(const LlamaConfig& config, long long context_tokens, long 
 
 // ---- Inference ----------------------------------------------------------------------------------
 
-// Rough scratch memory of one forward pass over `tokens` tokens (per sequence of the batch) that
-// attend to `context` positions: per-token buffers (residual, norm, q, k, v, attention output, gate,
-// up, activation), naive attention scores (heads x context per token) and logits for every token.
+// Scratch memory of one forward pass of the engine (engine/llama_model.cpp) over `tokens` tokens per
+// sequence of the batch: per-token buffers (residual, norm, projection, q, attention output, k, v,
+// gate, up, activation, rope tables), one row of attention scores over `context` positions per
+// thread, and logits for `logit_rows` tokens (1 when generating, every token when scoring).
 double inference_scratch_bytes(const LlamaConfig& config, long long context, long long batch,
-                               long long tokens, double bytes_per_element);
+                               long long tokens, double bytes_per_element, long long logit_rows = 1,
+                               int threads = 2);
 
 struct InferenceMemoryOptions {
   long long context = 4096;           // tokens held in the KV cache per sequence
@@ -108,19 +110,27 @@ struct InferenceMemoryOptions {
   long long tokens_per_forward = 512;  // prompt chunk processed at once (capped at context)
   double kv_bytes_per_element = 4;     // fp32 KV cache
   double activation_bytes_per_element = 4;  // fp32 activations
+  long long logit_rows = 1;                 // tokens per forward whose logits are kept
+  int threads = 2;
 };
+
+// Peak memory of loading a tokenizer.json: nlohmann's parse tree of the file plus the BPE tables,
+// measured at 7 times the file's size for the Llama 3 tokenizer (9.1 MB file, 64 MB peak).
+constexpr double kTokenizerBytesPerJsonByte = 7.0;
 
 struct InferenceMemoryEstimate {
   double weights_bytes = 0;   // as stored in the folder (or as given)
   double kv_cache_bytes = 0;
   double scratch_bytes = 0;
-  double total_bytes() const { return weights_bytes + kv_cache_bytes + scratch_bytes; }
+  double tokenizer_bytes = 0;  // only for a folder: kTokenizerBytesPerJsonByte * tokenizer.json size
+  double total_bytes() const { return weights_bytes + kv_cache_bytes + scratch_bytes + tokenizer_bytes; }
 };
 
 InferenceMemoryEstimate predict_inference_memory(const LlamaConfig& config,
                                                  double stored_weight_bytes,
                                                  const InferenceMemoryOptions& options);
-// What a loaded folder should need: its safetensors bytes as stored + fp32 KV cache + scratch.
+// What a loaded folder should need: its safetensors bytes as stored + fp32 KV cache + scratch +
+// the tokenizer.
 // For comparing with the resident memory (RSS) of the engine running it.
 InferenceMemoryEstimate predict_folder_inference_memory(const ModelFolder& folder,
                                                         const InferenceMemoryOptions& options = {});

@@ -147,7 +147,7 @@ std::string format_report_text(const MemoryReport& report) {
 
   out += fmt::format(
       "\nInference with {} weights, 16-bit KV cache, batch {} (scratch: one 512-token prompt chunk\n"
-      "with 16-bit activations, naive attention scores and logits per token)\n",
+      "with 16-bit activations, one attention row per thread, logits of the last token)\n",
       precision_name(report.dtype), report.batch);
   out += fmt::format("  {:>9} {:>11} {:>9} {:>11} {:>10} {:>10}\n", "tokens", "weights GB", "KV GB",
                      "scratch GB", "total GB", "total GiB");

@@ -39,6 +39,19 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   ::close(fd);
 }
 
+void MappedFile::prefault(const std::function<void(size_t)>& on_progress) const {
+  if (data_ == nullptr) return;
+  ::madvise(const_cast<std::byte*>(data_), size_, MADV_WILLNEED);
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  constexpr size_t report_every = size_t{64} << 20;
+  volatile unsigned char sink = 0;
+  for (size_t offset = 0; offset < size_; offset += page) {
+    sink = sink ^ static_cast<unsigned char>(data_[offset]);
+    if (on_progress && (offset % report_every) < page) on_progress(offset);
+  }
+  if (on_progress) on_progress(size_);
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
 }

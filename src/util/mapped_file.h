@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 
 namespace llama31 {
 
@@ -19,6 +20,10 @@ class MappedFile {
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   const std::filesystem::path& path() const { return path_; }
+
+  // Reads every page once so the whole file is resident before use (as llama.cpp's MAP_POPULATE):
+  // first-token latency and benchmarks then exclude disk reads. on_progress gets bytes done so far.
+  void prefault(const std::function<void(size_t)>& on_progress = {}) const;
 
  private:
   std::filesystem::path path_;

@@ -209,7 +209,7 @@ TEST_F(LlamaCppAgreement, Random2100TokensAgreeAtEveryPosition) {
 }
 
 // BF16 GGUF: llama.cpp's CPU matmul rounds the activations to bf16 before multiplying bf16 weights, so
-// it departs from the float computation by more; this bounds how much (measured ~1e-2 here).
+// it departs from the float computation by more; this bounds how much (measured 3.4e-2 on this model).
 TEST_F(LlamaCppAgreement, Bf16GgufStaysCloseOver64Tokens) {
   expect_sequence_agrees(random_ids(64, 65), "bf16", 0.1);
 }

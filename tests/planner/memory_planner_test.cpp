@@ -1,6 +1,7 @@
 // The planner on model folders, its assumptions, the inference prediction and bad input.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -110,8 +111,11 @@ TEST(ModelFolderPlanning, InferencePredictionAddsStoredWeightsFp32KvAndScratch) 
                              spec.head_dim * 300 * 2 * 4;
   EXPECT_DOUBLE_EQ(estimate.kv_cache_bytes, kv_expected);
   EXPECT_GT(estimate.scratch_bytes, 0.0);
-  EXPECT_DOUBLE_EQ(estimate.total_bytes(),
-                   estimate.weights_bytes + estimate.kv_cache_bytes + estimate.scratch_bytes);
+  EXPECT_DOUBLE_EQ(estimate.tokenizer_bytes,
+                   llama31::planner::kTokenizerBytesPerJsonByte *
+                       static_cast<double>(std::filesystem::file_size(folder.tokenizer_json)));
+  EXPECT_DOUBLE_EQ(estimate.total_bytes(), estimate.weights_bytes + estimate.kv_cache_bytes +
+                                               estimate.scratch_bytes + estimate.tokenizer_bytes);
   // A longer context needs more.
   options.context = 600;
   EXPECT_GT(llama31::planner::predict_folder_inference_memory(folder, options).total_bytes(),
