@@ -249,21 +249,37 @@ void GgufWriter::write(const std::filesystem::path& path) const {
   }
   header.resize(align_up(header.size(), kAlignment), 0);
 
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  // Written under a temporary name and renamed at the end: a failed export leaves no truncated file.
+  std::filesystem::path partial = path;
+  partial += ".partial";
+  std::ofstream out(partial, std::ios::binary | std::ios::trunc);
   if (!out) fail("cannot create {}", path.string());
-  out.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
-  static const char kZeros[kAlignment] = {};
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const std::vector<uint8_t> data = tensors_[i].produce();
-    if (data.size() != sizes[i]) {
-      fail("GGUF tensor {}: produced {} bytes, expected {}", tensors_[i].name, data.size(), sizes[i]);
+  auto remove_partial = [&partial] {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+  };
+  try {
+    out.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+    static const char kZeros[kAlignment] = {};
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      const std::vector<uint8_t> data = tensors_[i].produce();
+      if (data.size() != sizes[i]) {
+        fail("GGUF tensor {}: produced {} bytes, expected {}", tensors_[i].name, data.size(), sizes[i]);
+      }
+      out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+      const uint64_t padding = align_up(data.size(), kAlignment) - data.size();
+      out.write(kZeros, static_cast<std::streamsize>(padding));
     }
-    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-    const uint64_t padding = align_up(data.size(), kAlignment) - data.size();
-    out.write(kZeros, static_cast<std::streamsize>(padding));
+    out.close();
+    if (!out) fail("error while writing {}", path.string());
+  } catch (...) {
+    out.close();
+    remove_partial();
+    throw;
   }
-  out.flush();
-  if (!out) fail("error while writing {}", path.string());
+  std::error_code error;
+  std::filesystem::rename(partial, path, error);
+  if (error) fail("cannot rename {} to {}: {}", partial.string(), path.string(), error.message());
 }
 
 std::vector<uint8_t> permute_rotary_rows(const std::vector<uint8_t>& data, int64_t heads, int64_t head_dim,
