@@ -21,18 +21,11 @@ struct ConvertOptions {
   std::string dtype = "bf16";
 };
 
-DType parse_dtype(const std::string& name) {
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  if (name == "f32") return DType::F32;
-  fail("--dtype {}: expected bf16, f16 or f32", name);
-}
-
 void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
   const ModelFolder model = ModelFolder::open(options.model_dir);
   GgufExportOptions export_options;
-  export_options.dtype = parse_dtype(options.dtype);
+  export_options.dtype = dtype_from_option(options.dtype);
   const bool tty = isatty(fileno(stderr)) != 0;
   export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
     if (tty) {

@@ -25,13 +25,6 @@ struct MakeTestModelOptions {
   int shards = 1;
 };
 
-DType parse_dtype(const std::string& name) {
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  if (name == "f32") return DType::F32;
-  fail("--dtype: '{}' is not one of bf16, f16, f32", name);
-}
-
 void run_make_test_model(const MakeTestModelOptions& options) {
   TestModelSpec spec;
   if (options.layers <= 0) fail("--layers ({}) must be positive", options.layers);
@@ -51,7 +44,7 @@ void run_make_test_model(const MakeTestModelOptions& options) {
   spec.head_dim = options.hidden / options.heads;
   spec.intermediate_size = options.intermediate > 0 ? options.intermediate : 3 * options.hidden;
   spec.tie_word_embeddings = options.tied;
-  spec.dtype = parse_dtype(options.dtype);
+  spec.dtype = dtype_from_option(options.dtype);
   spec.seed = options.seed;
   spec.shards = options.shards;
   const std::filesystem::path dir = std::filesystem::absolute(options.out_dir);

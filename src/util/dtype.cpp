@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "util/error.h"
+
 namespace llama31 {
 
 std::string_view dtype_name(DType t) {
@@ -11,6 +13,13 @@ std::string_view dtype_name(DType t) {
     case DType::BF16: return "BF16";
   }
   return "?";
+}
+
+DType dtype_from_option(std::string_view name, std::string_view option) {
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  fail("{} {}: expected bf16, f16 or f32", option, name);
 }
 
 float f16_to_f32(uint16_t h) {

@@ -11,6 +11,8 @@ enum class DType { F32, F16, BF16 };
 
 constexpr size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 std::string_view dtype_name(DType t);
+// "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
+DType dtype_from_option(std::string_view name, std::string_view option = "--dtype");
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = static_cast<uint32_t>(h) << 16;

@@ -17,6 +17,7 @@
 #include "engine/reference_f64.h"
 #include "model_files/test_model.h"
 #include "support/cli_runner.h"
+#include "support/token_ids.h"
 #include "support/temp_dir.h"
 #include "tokenizer/tokenizer.h"
 
@@ -26,6 +27,8 @@ namespace {
 using reference::ReferenceLlama;
 using reference::ReferenceOptions;
 using testing::run_cli;
+using testing::join_ids;
+using testing::random_ids;
 using testing::TempDir;
 
 constexpr double kTolerance = 1e-3;
@@ -43,23 +46,6 @@ struct EngineScore {
   std::vector<int> tokens;
   std::vector<ScoredPosition> positions;
 };
-
-std::string join_ids(const std::vector<int>& ids) {
-  std::string out;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out;
-}
-
-std::vector<int> random_ids(size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> pick(0, 127999);  // ordinary (non-special) tokens
-  std::vector<int> ids(count);
-  for (int& id : ids) id = pick(rng);
-  return ids;
-}
 
 // Runs `llama31 score ... --top 5 --json` and parses what it prints.
 EngineScore engine_score(const std::vector<std::string>& args) {

@@ -23,6 +23,7 @@
 
 #include "model_files/test_model.h"
 #include "support/cli_runner.h"
+#include "support/token_ids.h"
 #include "support/temp_dir.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::run_cli;
+using testing::join_ids;
+using testing::random_ids;
 using testing::TempDir;
 
 constexpr double kTolerance = 1e-3;
@@ -51,23 +54,6 @@ std::string read_file(const fs::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string join_ids(const std::vector<int>& ids) {
-  std::string out;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out;
-}
-
-std::vector<int> random_ids(size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> pick(0, 127999);
-  std::vector<int> ids(count);
-  for (int& id : ids) id = pick(rng);
-  return ids;
 }
 
 // Why the peer comparison cannot run here, or empty when it can.
