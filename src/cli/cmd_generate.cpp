@@ -59,6 +59,7 @@ void run_generate(const GenerateOptions& o) {
   });
   std::fputc('\n', stdout);
   if (o.ids_json) std::printf("%s\n", nlohmann::json(result.tokens).dump().c_str());
+  std::fflush(stdout);  // the completion before the statistics, also when both go to one pipe
   const double n = static_cast<double>(result.tokens.size());
   std::fprintf(stderr,
                "llama31: prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s); "
