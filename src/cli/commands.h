@@ -14,5 +14,6 @@ void add_tokenize_commands(CLI::App& app);  // tokenize and detokenize
 void add_memory_command(CLI::App& app);
 void add_make_test_model_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_template_command(CLI::App& app);
 
 }  // namespace llama31::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   llama31::cli::add_memory_command(app);
   llama31::cli::add_make_test_model_command(app);
   llama31::cli::add_convert_command(app);
+  llama31::cli::add_template_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
