@@ -2,12 +2,12 @@
 // transformers' apply_chat_template(tokenize=False) does.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "chat/chat_template.h"
+#include "chat/folder_template.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "util/error.h"
@@ -24,48 +24,6 @@ struct TemplateOptions {
   std::string date_string;
   bool no_generation_prompt = false;
 };
-
-nlohmann::ordered_json read_json_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open {}", what, path);
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return nlohmann::ordered_json::parse(text.str());
-  } catch (const nlohmann::ordered_json::parse_error& e) {
-    fail("{} {}: invalid JSON: {}", what, path, e.what());
-  }
-}
-
-// The folder's chat template and BOS text (tokenizer_config.json), else the official Llama 3.1 template.
-struct FolderTemplate {
-  std::string source;
-  std::string bos_token = "<|begin_of_text|>";
-};
-
-FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools) {
-  FolderTemplate result;
-  const auto config_path = dir / "tokenizer_config.json";
-  if (std::filesystem::exists(config_path)) {
-    const auto config = read_json_file(config_path.string(), "tokenizer_config.json");
-    if (config.contains("bos_token") && config["bos_token"].is_string()) result.bos_token = config["bos_token"];
-    const auto& tmpl = config.contains("chat_template") ? config["chat_template"] : nlohmann::ordered_json();
-    if (tmpl.is_string()) {
-      result.source = tmpl.get<std::string>();
-    } else if (tmpl.is_array()) {
-      // Named templates, as transformers picks them: "tool_use" when tools are given, else "default".
-      for (const auto& entry : tmpl) {
-        if (!entry.is_object() || !entry.contains("name") || !entry.contains("template")) continue;
-        const auto name = entry["name"].get<std::string>();
-        if ((with_tools && name == "tool_use") || (name == "default" && result.source.empty())) {
-          result.source = entry["template"].get<std::string>();
-        }
-      }
-    }
-  }
-  if (result.source.empty()) result.source = official_llama31_template();
-  return result;
-}
 
 void run_template(const TemplateOptions& o) {
   const auto dir = resolve_model_dir(o.model);

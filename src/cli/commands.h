@@ -15,5 +15,8 @@ void add_memory_command(CLI::App& app);
 void add_make_test_model_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_template_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_guard_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace llama31::cli

@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   llama31::cli::add_make_test_model_command(app);
   llama31::cli::add_convert_command(app);
   llama31::cli::add_template_command(app);
+  llama31::cli::add_chat_command(app);
+  llama31::cli::add_guard_command(app);
+  llama31::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

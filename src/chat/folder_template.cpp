@@ -1,0 +1,48 @@
+#include "chat/folder_template.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "chat/chat_template.h"
+#include "util/error.h"
+
+namespace llama31 {
+
+nlohmann::ordered_json read_json_file(const std::filesystem::path& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open {}", what, path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::ordered_json::parse(text.str());
+  } catch (const nlohmann::ordered_json::parse_error& e) {
+    fail("{} {}: invalid JSON: {}", what, path.string(), e.what());
+  }
+}
+
+FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools) {
+  FolderTemplate result;
+  const auto config_path = dir / "tokenizer_config.json";
+  if (std::filesystem::exists(config_path)) {
+    const auto config = read_json_file(config_path, "tokenizer_config.json");
+    if (config.contains("bos_token") && config["bos_token"].is_string()) result.bos_token = config["bos_token"];
+    const auto& tmpl = config.contains("chat_template") ? config["chat_template"] : nlohmann::ordered_json();
+    if (tmpl.is_string()) {
+      result.source = tmpl.get<std::string>();
+    } else if (tmpl.is_array()) {
+      // Named templates, as transformers picks them: "tool_use" when tools are given, else "default".
+      for (const auto& entry : tmpl) {
+        if (!entry.is_object() || !entry.contains("name") || !entry.contains("template")) continue;
+        if (!entry["name"].is_string() || !entry["template"].is_string()) continue;
+        const auto name = entry["name"].get<std::string>();
+        if ((with_tools && name == "tool_use") || (name == "default" && result.source.empty())) {
+          result.source = entry["template"].get<std::string>();
+        }
+      }
+    }
+  }
+  if (result.source.empty()) result.source = official_llama31_template();
+  return result;
+}
+
+}  // namespace llama31

@@ -1,0 +1,24 @@
+// The chat template a model folder asks for: tokenizer_config.json's chat_template (a string, or named
+// templates as transformers picks them), else the official Llama 3.1 Instruct template.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace llama31 {
+
+struct FolderTemplate {
+  std::string source;
+  std::string bos_token = "<|begin_of_text|>";
+};
+
+// with_tools picks the "tool_use" named template when the folder has one; otherwise "default".
+// Errors (llama31::Error): tokenizer_config.json present but not valid JSON.
+FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools);
+
+// Reads a JSON file keeping key order; errors name `what` (e.g. "--messages") and the path.
+nlohmann::ordered_json read_json_file(const std::filesystem::path& path, const char* what);
+
+}  // namespace llama31
