@@ -25,6 +25,7 @@
 #include "engine/generator.h"
 #include "engine/sampler.h"
 #include "engine/token_constraint.h"
+#include "util/error.h"
 
 namespace llama31 {
 

@@ -6,22 +6,10 @@
 // usage: node bench.mjs --model FILE.gguf [--prompt 512] [--gen 128] [--threads T] [--repetitions 3]
 //        [--batch 512]
 import {parseArgs, loadLlama, loadContext, fail} from "./common.mjs";
+import {randomTokens} from "./random_tokens.mjs";
 
 function mean(values) {
   return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-// A fixed pseudo-random sequence (mulberry32), so every run scores the same prompt.
-function randomTokens(count, vocabulary, seed) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return Array.from({length: count}, () => Math.floor(next() * vocabulary));
 }
 
 async function main() {

@@ -38,14 +38,14 @@ export async function loadLlama(threads) {
   });
 }
 
-// Loads a GGUF and creates a one-sequence CPU context. kvType "F32" keeps the KV cache in float32
+// Loads a GGUF and creates a CPU context with `sequences` parallel sequences (default 1). kvType "F32" keeps the KV cache in float32
 // (llama.cpp's default is F16, which rounds keys and values).
-export async function loadContext(llama, modelPath, {contextSize, batchSize, threads, kvType, flashAttention}) {
+export async function loadContext(llama, modelPath, {contextSize, batchSize, threads, kvType, flashAttention, sequences}) {
   const model = await llama.loadModel({modelPath, gpuLayers: 0});
   const context = await model.createContext({
     contextSize,
     batchSize: batchSize ?? Math.min(contextSize, 512),
-    sequences: 1,
+    sequences: sequences ?? 1,
     threads: threads ?? 0,
     flashAttention: flashAttention ?? false,
     experimentalKvCacheKeyType: kvType ?? "F16",

@@ -1,0 +1,238 @@
+// The scheduler's public behaviour: outputs equal generate()'s, stop rules, logprobs, constraints,
+// cancellation, queue limits and submit-time errors.
+#include "engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model_files/test_model.h"
+#include "support/temp_dir.h"
+#include "util/error.h"
+
+namespace llama31 {
+namespace {
+
+struct Collected {
+  std::vector<TokenId> tokens;
+  std::string text;
+  std::vector<StreamEvent> token_events;
+  StreamEvent finished;
+};
+
+Collected drain(RequestStream& s) {
+  Collected c;
+  while (auto ev = s.next()) {
+    if (ev->kind == StreamEvent::Kind::Token) {
+      c.tokens.push_back(ev->token);
+      c.text += ev->text;
+      c.token_events.push_back(*ev);
+    } else {
+      c.finished = *ev;
+    }
+  }
+  return c;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir("llama31-scheduler");
+    TestModelSpec spec;
+    spec.num_attention_heads = 4;
+    spec.head_dim = 16;
+    spec.intermediate_size = 128;
+    write_test_model(dir_->path(), spec);
+    model_ = LoadedModel::load(dir_->path()).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete dir_;
+  }
+  static std::vector<TokenId> prompt(const std::string& text) {
+    std::vector<TokenId> p = {model_->bos_id()};
+    const auto ids = model_->tokenizer().encode(text);
+    p.insert(p.end(), ids.begin(), ids.end());
+    return p;
+  }
+  static SequenceRequest greedy(const std::string& text, int n) {
+    SequenceRequest r;
+    r.prompt = prompt(text);
+    r.max_new_tokens = n;
+    r.sampling.temperature = 0;
+    return r;
+  }
+  static SchedulerOptions small_options() {
+    SchedulerOptions o;
+    o.max_context = 512;
+    o.max_batch = 4;
+    o.prefill_chunk = 16;
+    return o;
+  }
+  static inline testing::TempDir* dir_ = nullptr;
+  static inline LoadedModel* model_ = nullptr;
+};
+
+TEST_F(SchedulerTest, GreedyTokensMatchGenerateForSeveralConcurrentRequests) {
+  Scheduler sched(*model_, small_options());
+  const std::vector<std::string> texts = {"Hello", "The quick brown fox jumps over the lazy dog again and again",
+                                          "1 2 3 4 5", "Once upon a time"};
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (const auto& t : texts) streams.push_back(sched.submit(greedy(t, 12)));
+  KvCache cache(model_->config(), 512);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const Collected c = drain(*streams[i]);
+    GenerationRequest g;
+    g.prompt = prompt(texts[i]);
+    g.max_new_tokens = 12;
+    g.sampling.temperature = 0;
+    const GenerationResult expect = generate(*model_, cache, g);
+    EXPECT_EQ(c.tokens, expect.tokens) << texts[i];
+    EXPECT_EQ(c.text, expect.text) << texts[i];
+    EXPECT_EQ(c.finished.finish, FinishReason::Length);
+    EXPECT_EQ(c.finished.completion_tokens, 12);
+    EXPECT_EQ(c.finished.prompt_tokens, static_cast<int>(g.prompt.size()));
+    EXPECT_TRUE(c.finished.error.empty());
+  }
+  const SchedulerStats s = sched.stats();
+  EXPECT_EQ(s.requests_finished, texts.size());
+  EXPECT_EQ(s.generated_tokens, 12u * texts.size());
+  EXPECT_EQ(s.kv_blocks_used, 0);
+  EXPECT_GT(s.steps, 0u);
+}
+
+TEST_F(SchedulerTest, SeededSamplingIsReproducible) {
+  Scheduler sched(*model_, small_options());
+  auto req = [&] {
+    SequenceRequest r = greedy("Sample me", 10);
+    r.sampling.temperature = 1.0;
+    r.sampling.seed = 42;
+    return r;
+  };
+  auto a = sched.submit(req());
+  auto b = sched.submit(req());
+  EXPECT_EQ(drain(*a).tokens, drain(*b).tokens);
+}
+
+TEST_F(SchedulerTest, StopIdEndsWithAnEmptyTokenEventThenFinished) {
+  Scheduler sched(*model_, small_options());
+  const Collected first = drain(*sched.submit(greedy("Hello", 6)));
+  ASSERT_GE(first.tokens.size(), 3u);
+  SequenceRequest r = greedy("Hello", 6);
+  r.stop_ids = {first.tokens[2]};
+  const Collected c = drain(*sched.submit(std::move(r)));
+  ASSERT_EQ(c.tokens.size(), 3u);
+  EXPECT_EQ(c.tokens[2], first.tokens[2]);
+  EXPECT_EQ(c.finished.finish, FinishReason::Stop);
+  EXPECT_EQ(c.token_events.back().text, "");
+}
+
+TEST_F(SchedulerTest, StopStringCutsTheText) {
+  Scheduler sched(*model_, small_options());
+  const Collected first = drain(*sched.submit(greedy("Hello", 8)));
+  ASSERT_GE(first.text.size(), 4u);
+  const std::string stop = first.text.substr(first.text.size() / 2, 2);
+  SequenceRequest r = greedy("Hello", 8);
+  r.stop_strings = {stop};
+  const Collected c = drain(*sched.submit(std::move(r)));
+  EXPECT_EQ(c.finished.finish, FinishReason::Stop);
+  EXPECT_EQ(c.text, first.text.substr(0, first.text.find(stop)));
+}
+
+TEST_F(SchedulerTest, LogprobsComeFromTheRawLogits) {
+  Scheduler sched(*model_, small_options());
+  SequenceRequest r = greedy("Hello", 3);
+  r.top_logprobs = 3;
+  const Collected c = drain(*sched.submit(std::move(r)));
+  ASSERT_EQ(c.token_events.size(), 3u);
+  for (const auto& ev : c.token_events) {
+    ASSERT_TRUE(ev.logprob.has_value());
+    EXPECT_EQ(ev.logprob->token, ev.token);
+    EXPECT_LE(ev.logprob->logprob, 0.0);
+    ASSERT_EQ(ev.top_logprobs.size(), 3u);
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(ev.top_logprobs[0].token, ev.token);
+    EXPECT_GE(ev.top_logprobs[0].logprob, ev.top_logprobs[1].logprob);
+  }
+}
+
+// Allows only `allowed` for `count` tokens, then only `end`.
+class FixedConstraint : public TokenConstraint {
+ public:
+  FixedConstraint(TokenId allowed, TokenId end, int count) : allowed_(allowed), end_(end), left_(count) {}
+  void mask(std::span<float> logits, int) override {
+    const TokenId keep = left_ > 0 ? allowed_ : end_;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      if (static_cast<TokenId>(i) != keep) logits[i] = -INFINITY;
+    }
+  }
+  int min_tokens_to_complete() const override { return left_; }
+  bool accept(TokenId token) override {
+    if (token != (left_ > 0 ? allowed_ : end_)) return false;
+    --left_;
+    return true;
+  }
+  bool complete() const override { return left_ <= 0; }
+
+ private:
+  TokenId allowed_, end_;
+  int left_;
+};
+
+TEST_F(SchedulerTest, ConstraintDecidesTheTokens) {
+  Scheduler sched(*model_, small_options());
+  const TokenId a = model_->tokenizer().encode("a").at(0);
+  const TokenId end = 128009;  // <|eot_id|>
+  SequenceRequest r = greedy("Hello", 10);
+  r.stop_ids = {end};
+  r.constraint = std::make_unique<FixedConstraint>(a, end, 3);
+  const Collected c = drain(*sched.submit(std::move(r)));
+  EXPECT_EQ(c.tokens, (std::vector<TokenId>{a, a, a, end}));
+  EXPECT_EQ(c.text, "aaa");
+  EXPECT_EQ(c.finished.finish, FinishReason::Stop);
+}
+
+TEST_F(SchedulerTest, CancelFinishesWithCancelledAndFreesBlocks) {
+  Scheduler sched(*model_, small_options());
+  auto s = sched.submit(greedy("Hello", 400));
+  s->cancel();
+  const Collected c = drain(*s);
+  EXPECT_TRUE(c.finished.cancelled);
+  EXPECT_LT(c.finished.completion_tokens, 400);
+  EXPECT_EQ(sched.stats().kv_blocks_used, 0);
+}
+
+TEST_F(SchedulerTest, QueueFullAndSubmitErrors) {
+  SchedulerOptions o = small_options();
+  o.max_queue = 0;
+  Scheduler full(*model_, o);
+  EXPECT_THROW(full.submit(greedy("Hello", 4)), QueueFull);
+
+  Scheduler sched(*model_, small_options());
+  SequenceRequest empty;
+  EXPECT_THROW(sched.submit(std::move(empty)), Error);
+  EXPECT_THROW(sched.submit(greedy("Hello", 600)), Error);  // beyond max_context 512
+  SequenceRequest bad = greedy("Hello", 4);
+  bad.prompt.push_back(model_->config().vocab_size);
+  EXPECT_THROW(sched.submit(std::move(bad)), Error);
+  SequenceRequest bad_sampling = greedy("Hello", 4);
+  bad_sampling.sampling.top_p = 2;
+  EXPECT_THROW(sched.submit(std::move(bad_sampling)), Error);
+
+  SchedulerOptions tiny = small_options();
+  tiny.kv_tokens = 32;
+  Scheduler small_cache(*model_, tiny);
+  EXPECT_THROW(small_cache.submit(greedy("Hello", 40)), Error);  // never fits the KV cache
+}
+
+TEST_F(SchedulerTest, OnStepSeesEverySteps) {
+  Scheduler sched(*model_, small_options());
+  std::atomic<int> calls{0};
+  sched.on_step = [&](const SchedulerStats&) { ++calls; };
+  drain(*sched.submit(greedy("Hello", 5)));
+  EXPECT_GE(calls.load(), 5);
+  EXPECT_EQ(static_cast<uint64_t>(calls.load()), sched.stats().steps);
+}
+
+}  // namespace
+}  // namespace llama31
