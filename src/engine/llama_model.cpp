@@ -12,6 +12,10 @@ namespace llama31 {
 
 namespace {
 
+// Rows per weight product in a decode batch: kernels::matmul's small-row path (rows <= 4) computes each
+// row exactly as it does for one row alone.
+constexpr int kDecodeGroup = 4;
+
 std::vector<float> to_f32(const TensorView& t) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   convert_to_f32(t.dtype, t.data, out.data(), out.size());
@@ -88,12 +92,37 @@ void LlamaModel::forward(std::span<const TokenId> tokens, KvCache& cache, Logits
       chunk_which = Logits::Last;
       out = logits.data();
     }
-    forward_chunk(tokens.subspan(start, len), cache, chunk_which, out);
+    std::vector<KvCache*> caches(len, &cache);
+    std::vector<int> positions(len);
+    for (size_t i = 0; i < len; ++i) positions[i] = cache.size() + static_cast<int>(i);
+    forward_rows(tokens.subspan(start, len), caches, positions, /*grouped=*/false, chunk_which, out);
   }
 }
 
-void LlamaModel::forward_chunk(std::span<const TokenId> tokens, KvCache& cache, Logits which,
-                               float* logits) const {
+void LlamaModel::forward_decode_batch(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
+                                      std::vector<float>& logits) const {
+  const size_t n = tokens.size();
+  if (n == 0) fail("forward_decode_batch needs at least one row");
+  if (caches.size() != n) fail("forward_decode_batch: {} tokens but {} caches", n, caches.size());
+  std::vector<int> positions(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (caches[i]->size() >= caches[i]->capacity()) {
+      fail("row {}: the context of {} positions is full", i, caches[i]->capacity());
+    }
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      fail("token id {} at row {} is outside the vocabulary of {}", tokens[i], i, config_.vocab_size);
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (caches[j] == caches[i]) fail("forward_decode_batch: rows {} and {} share a cache", j, i);
+    }
+    positions[i] = caches[i]->size();
+  }
+  logits.resize(n * static_cast<size_t>(config_.vocab_size));
+  forward_rows(tokens, caches, positions, /*grouped=*/true, Logits::All, logits.data());
+}
+
+void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
+                              std::span<const int> positions, bool grouped, Logits which, float* logits) const {
   const LlamaConfig& c = config_;
   const int n = static_cast<int>(tokens.size());
   const int hidden = c.hidden_size;
@@ -103,7 +132,6 @@ void LlamaModel::forward_chunk(std::span<const TokenId> tokens, KvCache& cache, 
   const int q_dim = n_heads * head_dim;
   const int kv_dim = n_kv_heads * head_dim;
   const int inter = c.intermediate_size;
-  const int start_pos = cache.size();
   const float eps = static_cast<float>(c.rms_norm_eps);
   const auto un = static_cast<size_t>(n);
 
@@ -111,7 +139,20 @@ void LlamaModel::forward_chunk(std::span<const TokenId> tokens, KvCache& cache, 
   std::vector<float> attn(un * q_dim), proj(un * hidden), gate(un * inter), up(un * inter), act(un * inter);
   const int half = head_dim / 2;
   std::vector<float> cos_table(un * half), sin_table(un * half);
-  for (int i = 0; i < n; ++i) rope_tables(start_pos + i, &cos_table[i * half], &sin_table[i * half]);
+  int ctx_end = 0;
+  for (int i = 0; i < n; ++i) {
+    rope_tables(positions[i], &cos_table[i * half], &sin_table[i * half]);
+    ctx_end = std::max(ctx_end, positions[i] + 1);
+  }
+  // Decode batches multiply in groups of rows small enough for the small-row kernels, whose per-row
+  // results do not depend on the group size; prefill multiplies all rows at once.
+  auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
+    if (!grouped) return apply_linear(w, x_rows, n, y_rows);
+    for (int r = 0; r < n; r += kDecodeGroup) {
+      apply_linear(w, x_rows + static_cast<size_t>(r) * in, std::min(kDecodeGroup, n - r),
+                   y_rows + static_cast<size_t>(r) * out);
+    }
+  };
 
   // Embedding: one row of the table per token.
   const size_t row_bytes = static_cast<size_t>(hidden) * dtype_size(embed_tokens_->dtype);
@@ -120,7 +161,6 @@ void LlamaModel::forward_chunk(std::span<const TokenId> tokens, KvCache& cache, 
                    &x[i * hidden], static_cast<size_t>(hidden));
   }
 
-  const int ctx_end = start_pos + n;
   const int threads = kernels::num_threads();
   std::vector<float> scratch(static_cast<size_t>(threads) * ctx_end);
 
@@ -129,45 +169,51 @@ void LlamaModel::forward_chunk(std::span<const TokenId> tokens, KvCache& cache, 
 
     // Attention block.
     for (int i = 0; i < n; ++i) kernels::rmsnorm(&x[i * hidden], layer.input_norm.data(), hidden, eps, &xn[i * hidden]);
-    apply_linear(*layer.q_proj, xn.data(), n, q.data());
-    apply_linear(*layer.k_proj, xn.data(), n, k.data());
-    apply_linear(*layer.v_proj, xn.data(), n, v.data());
+    linear(*layer.q_proj, xn.data(), hidden, q.data(), q_dim);
+    linear(*layer.k_proj, xn.data(), hidden, k.data(), kv_dim);
+    linear(*layer.v_proj, xn.data(), hidden, v.data(), kv_dim);
     for (int i = 0; i < n; ++i) {
       kernels::rope(&q[i * q_dim], n_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
       kernels::rope(&k[i * kv_dim], n_kv_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
-      std::copy_n(&k[i * kv_dim], kv_dim, cache.keys(l, start_pos + i));
-      std::copy_n(&v[i * kv_dim], kv_dim, cache.values(l, start_pos + i));
+      std::copy_n(&k[i * kv_dim], kv_dim, caches[i]->keys(l, positions[i]));
+      std::copy_n(&v[i * kv_dim], kv_dim, caches[i]->values(l, positions[i]));
     }
-    const size_t kv_stride = cache.row_floats();
-    const float* k_base = cache.keys(l, 0);
-    const float* v_base = cache.values(l, 0);
     // Each query position attends to itself and every earlier position (causal).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n > 1)
     for (int i = 0; i < n; ++i) {
       float* s = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * ctx_end;
-      kernels::attention(&q[i * q_dim], k_base, v_base, start_pos + i + 1, n_heads, n_kv_heads, head_dim, kv_stride,
-                         &attn[i * q_dim], s);
+      const KvCache& cache = *caches[i];
+      kernels::attention(&q[i * q_dim], cache.keys(l, 0), cache.values(l, 0), positions[i] + 1, n_heads, n_kv_heads,
+                         head_dim, cache.row_floats(), &attn[i * q_dim], s);
     }
-    apply_linear(*layer.o_proj, attn.data(), n, proj.data());
+    linear(*layer.o_proj, attn.data(), q_dim, proj.data(), hidden);
     for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
 
     // MLP block: down(silu(gate(x)) * up(x)).
     for (int i = 0; i < n; ++i) {
       kernels::rmsnorm(&x[i * hidden], layer.post_attn_norm.data(), hidden, eps, &xn[i * hidden]);
     }
-    apply_linear(*layer.gate_proj, xn.data(), n, gate.data());
-    apply_linear(*layer.up_proj, xn.data(), n, up.data());
+    linear(*layer.gate_proj, xn.data(), hidden, gate.data(), inter);
+    linear(*layer.up_proj, xn.data(), hidden, up.data(), inter);
     kernels::silu_mul(gate.data(), up.data(), n * inter, act.data());
-    apply_linear(*layer.down_proj, act.data(), n, proj.data());
+    linear(*layer.down_proj, act.data(), inter, proj.data(), hidden);
     for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
   }
-  cache.grow_to(ctx_end);
+  for (int i = 0; i < n; ++i) caches[i]->grow_to(std::max(caches[i]->size(), positions[i] + 1));
 
   if (which == Logits::None) return;
   const int first = which == Logits::All ? 0 : n - 1;
   const int rows = n - first;
   for (int i = first; i < n; ++i) kernels::rmsnorm(&x[i * hidden], final_norm_.data(), hidden, eps, &xn[i * hidden]);
-  apply_linear(*lm_head_, &xn[static_cast<size_t>(first) * hidden], rows, logits);
+  if (!grouped) {
+    apply_linear(*lm_head_, &xn[static_cast<size_t>(first) * hidden], rows, logits);
+  } else {
+    const size_t vocab = static_cast<size_t>(c.vocab_size);
+    for (int r = first; r < n; r += kDecodeGroup) {
+      apply_linear(*lm_head_, &xn[static_cast<size_t>(r) * hidden], std::min(kDecodeGroup, n - r),
+                   logits + static_cast<size_t>(r - first) * vocab);
+    }
+  }
 }
 
 }  // namespace llama31

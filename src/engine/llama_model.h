@@ -31,6 +31,13 @@ class LlamaModel {
   // Errors: a token id outside the vocabulary, or more positions than the cache has room for.
   void forward(std::span<const TokenId> tokens, KvCache& cache, Logits which, std::vector<float>& logits) const;
 
+  // One decode step for several sequences at once (continuous batching): row i feeds tokens[i] at the
+  // next position of *caches[i] (distinct caches) and gets its logits at logits[i * vocab].
+  // Weight products run in groups of at most kernels' small-row count, so each row's numbers are exactly
+  // those of a one-token forward() on its own: greedy output does not depend on the batch.
+  void forward_decode_batch(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
+                            std::vector<float>& logits) const;
+
   // Positions per internal prefill chunk (bounds activation memory).
   static constexpr int max_chunk = 256;
 
@@ -47,7 +54,10 @@ class LlamaModel {
     std::vector<float> post_attn_norm;
   };
 
-  void forward_chunk(std::span<const TokenId> tokens, KvCache& cache, Logits which, float* logits) const;
+  // Rows of one pass: row i is tokens[i] at position positions[i] of *caches[i]. grouped: weight
+  // products in groups of <= 4 rows (decode batches) instead of one call over all rows (prefill).
+  void forward_rows(std::span<const TokenId> tokens, std::span<KvCache* const> caches, std::span<const int> positions,
+                    bool grouped, Logits which, float* logits) const;
   void rope_tables(int position, float* cos, float* sin) const;
 
   LlamaConfig config_;

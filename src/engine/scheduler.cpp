@@ -1,6 +1,8 @@
-// Scheduler, first version: a worker thread runs queued requests one at a time on one contiguous
-// KvCache, step by step (one forward pass per step), with the same text rules as generate().
-// Continuous batching over a paged KV cache replaces the run loop later; the public API stays.
+// Scheduler: a worker thread keeps a running batch of up to max_batch sequences. Each step admits
+// queued requests (free slot, KV room, prefill budget), prefills them, decodes one token for every
+// running sequence in one batched forward pass, and retires the finished; text follows generate()'s rules.
+// KV caches are contiguous per sequence, reserved for prompt + max_new_tokens (not paged yet), and
+// prompt prefixes are not shared between requests yet.
 #include "engine/scheduler.h"
 
 #include <algorithm>
@@ -91,6 +93,29 @@ struct Scheduler::Impl {
     SequenceRequest request;
     std::shared_ptr<RequestStream::Shared> shared;
   };
+  // A sequence in the running batch: its own KV cache (sized for prompt + max_new_tokens), sampler and
+  // text state. logits holds the distribution for the next token to sample.
+  struct Running {
+    Running(const LoadedModel& m, Pending pending)
+        : p(std::move(pending)),
+          sampler(p.request.sampling),
+          decoder(m.tokenizer(), /*skip_special=*/false),
+          stops(p.request.stop_strings),
+          history(p.request.prompt),
+          cache(m.config(), static_cast<int>(p.request.prompt.size()) + std::max(p.request.max_new_tokens, 1)) {}
+    Pending p;
+    Sampler sampler;
+    IncrementalDecoder decoder;
+    StopStringMatcher stops;
+    std::vector<TokenId> history;
+    KvCache cache;
+    std::vector<float> logits;
+    StreamEvent done;
+    int step = 0;
+    bool finished = false;
+    TokenId next = 0;  // the token to feed in the next decode step
+  };
+
   const LoadedModel& model;
   SchedulerOptions options;
   mutable std::mutex mutex;
@@ -100,20 +125,26 @@ struct Scheduler::Impl {
   uint64_t next_id = 1;
   SchedulerStats stats;
   std::function<void(const SchedulerStats&)>* on_step = nullptr;
-  KvCache cache;
+  std::vector<std::unique_ptr<Running>> running;
   std::thread worker;
 
-  Impl(const LoadedModel& m, SchedulerOptions o)
-      : model(m), options(o), cache(m.config(), o.max_context) {}
+  Impl(const LoadedModel& m, SchedulerOptions o) : model(m), options(o) {}
 
+  static int positions_for(const SequenceRequest& r) {
+    return static_cast<int>(r.prompt.size()) + std::max(r.max_new_tokens, 1);
+  }
   int blocks_for(int positions) const { return (positions + options.block_size - 1) / options.block_size; }
 
-  void step_done(int positions) {
+  void step_done(int batch) {
     SchedulerStats copy;
     {
       std::lock_guard lock(mutex);
       stats.steps++;
-      stats.kv_blocks_used = blocks_for(positions);
+      stats.running = static_cast<int>(running.size());
+      stats.last_batch_size = batch;
+      int blocks = 0;
+      for (const auto& r : running) blocks += blocks_for(r->cache.size());
+      stats.kv_blocks_used = blocks;
       copy = stats;
       copy.waiting = static_cast<int>(queue.size());
     }
@@ -126,113 +157,190 @@ struct Scheduler::Impl {
     {
       std::lock_guard lock(mutex);
       stats.requests_finished++;
-      stats.running = 0;
-      stats.kv_blocks_used = 0;
     }
     p.shared->push(std::move(event));
   }
 
-  void run(Pending& p) {
-    SequenceRequest& req = p.request;
-    const Tokenizer& tokenizer = model.tokenizer();
-    Sampler sampler(req.sampling);
-    IncrementalDecoder decoder(tokenizer, /*skip_special=*/false);
-    StopStringMatcher stops(req.stop_strings);
-    std::vector<TokenId> history = req.prompt;
-    std::vector<float> logits, raw;
-    StreamEvent done;
-    done.finish = FinishReason::Length;
-
-    cache.clear();
-    model.model().forward(req.prompt, cache, Logits::Last, logits);
+  // Samples the next token from r.logits and streams it; marks r finished when it ends the sequence.
+  void advance(Running& r) {
+    SequenceRequest& req = r.p.request;
+    if (r.step >= req.max_new_tokens) {  // max_new_tokens == 0
+      r.finished = true;
+      return;
+    }
+    if (r.p.shared->cancelled) {
+      r.done.cancelled = true;
+      r.finished = true;
+      return;
+    }
+    std::vector<float> raw;
+    if (req.top_logprobs >= 0) raw = r.logits;
+    if (req.constraint) req.constraint->mask(r.logits, req.max_new_tokens - r.step);
+    const TokenId next = r.sampler.sample(r.logits, r.history);
+    r.history.push_back(next);
+    r.done.completion_tokens++;
     {
       std::lock_guard lock(mutex);
-      stats.last_batch_size = 1;
+      stats.generated_tokens++;
     }
-    step_done(cache.size());
-    for (int step = 0; step < req.max_new_tokens; ++step) {
-      if (p.shared->cancelled || stopping_now()) {
-        done.cancelled = true;
-        break;
+    StreamEvent ev;
+    ev.token = next;
+    if (req.top_logprobs >= 0) fill_logprobs(model.tokenizer(), raw, next, req.top_logprobs, ev);
+    const bool is_stop = std::find(req.stop_ids.begin(), req.stop_ids.end(), next) != req.stop_ids.end();
+    bool last = false;
+    if (is_stop) {
+      r.done.finish = FinishReason::Stop;
+      last = true;
+    } else {
+      if (req.constraint && !req.constraint->accept(next)) {
+        fail("the constraint rejected token {} that it allowed", next);
       }
-      if (req.top_logprobs >= 0) raw = logits;
-      if (req.constraint) req.constraint->mask(logits, req.max_new_tokens - step);
-      const TokenId next = sampler.sample(logits, history);
-      history.push_back(next);
-      done.completion_tokens++;
-      {
-        std::lock_guard lock(mutex);
-        stats.generated_tokens++;
-      }
-      StreamEvent ev;
-      ev.token = next;
-      if (req.top_logprobs >= 0) fill_logprobs(tokenizer, raw, next, req.top_logprobs, ev);
-      const bool is_stop = std::find(req.stop_ids.begin(), req.stop_ids.end(), next) != req.stop_ids.end();
-      bool last = false;
-      if (is_stop) {
-        done.finish = FinishReason::Stop;
+      ev.text = r.stops.push(r.decoder.push(next));
+      if (r.stops.stopped()) {
+        r.done.finish = FinishReason::Stop;
         last = true;
-      } else {
-        if (req.constraint && !req.constraint->accept(next)) {
-          fail("the constraint rejected token {} that it allowed", next);
-        }
-        ev.text = stops.push(decoder.push(next));
-        if (stops.stopped()) {
-          done.finish = FinishReason::Stop;
-          last = true;
-        } else if (step + 1 == req.max_new_tokens) {
-          last = true;
-        } else if (cache.size() >= cache.capacity()) {
-          done.finish = FinishReason::ContextFull;
-          last = true;
-        }
+      } else if (r.step + 1 == req.max_new_tokens) {
+        last = true;
+      } else if (r.cache.size() >= r.cache.capacity()) {
+        r.done.finish = FinishReason::ContextFull;
+        last = true;
       }
-      // Text still held back goes out with the last token (empty in the usual case).
-      if (last && !stops.stopped()) {
-        ev.text += stops.push(decoder.finish());
-        ev.text += stops.flush();
-      }
-      p.shared->push(std::move(ev));
-      if (last) break;
-      const TokenId one[1] = {next};
-      model.model().forward(one, cache, Logits::Last, logits);
-      step_done(cache.size());
     }
-    finish(p, std::move(done));
+    // Text still held back goes out with the last token (empty in the usual case).
+    if (last && !r.stops.stopped()) {
+      ev.text += r.stops.push(r.decoder.finish());
+      ev.text += r.stops.flush();
+    }
+    r.p.shared->push(std::move(ev));
+    r.step++;
+    r.next = next;
+    r.finished = last;
   }
 
-  bool stopping_now() {
-    std::lock_guard lock(mutex);
-    return stopping;
-  }
-
-  void loop() {
-    for (;;) {
-      Pending p;
-      {
-        std::unique_lock lock(mutex);
-        cv.wait(lock, [&] { return stopping || !queue.empty(); });
-        if (queue.empty()) return;
-        p = std::move(queue.front());
+  // Moves queued requests into the batch while there is a free slot, KV room and prefill budget left
+  // (first come, first served). Returns the admitted ones; false from the wait means stop.
+  std::vector<std::unique_ptr<Running>> admit() {
+    std::vector<Pending> taken;
+    {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return stopping || !queue.empty() || !running.empty(); });
+      if (stopping) return {};
+      long long reserved = 0;
+      for (const auto& r : running) reserved += r->cache.capacity();
+      int prefill = 0;
+      while (!queue.empty() && static_cast<int>(running.size() + taken.size()) < options.max_batch) {
+        const Pending& front = queue.front();
+        const int need = positions_for(front.request);
+        if (!front.shared->cancelled) {
+          if (reserved + need > options.kv_tokens) break;
+          if (prefill > 0 && prefill + static_cast<int>(front.request.prompt.size()) > options.prefill_chunk) break;
+          reserved += need;
+          prefill += static_cast<int>(front.request.prompt.size());
+        }
+        taken.push_back(std::move(queue.front()));
         queue.pop_front();
-        stats.waiting = static_cast<int>(queue.size());
-        if (!p.shared->cancelled && !stopping) stats.running = 1;
       }
-      if (p.shared->cancelled || stopping_now()) {
+      stats.waiting = static_cast<int>(queue.size());
+    }
+    std::vector<std::unique_ptr<Running>> admitted;
+    for (auto& p : taken) {
+      if (p.shared->cancelled) {
         StreamEvent ev;
         ev.cancelled = true;
         finish(p, std::move(ev));
         continue;
       }
+      admitted.push_back(std::make_unique<Running>(model, std::move(p)));
+    }
+    return admitted;
+  }
+
+  void fail_sequence(Running& r, const std::exception& e) {
+    r.done.error = e.what();
+    r.done.finish = FinishReason::Stop;
+    r.finished = true;
+  }
+
+  // One step: prefill the newly admitted sequences, then decode one token for every running one in a
+  // single batched forward pass, then retire the finished.
+  void step(std::vector<std::unique_ptr<Running>> admitted) {
+    for (auto& r : admitted) {
       try {
-        run(p);
+        model.model().forward(r->p.request.prompt, r->cache, Logits::Last, r->logits);
+        advance(*r);
       } catch (const std::exception& e) {
-        StreamEvent ev;
-        ev.error = e.what();
-        ev.finish = FinishReason::Stop;
-        finish(p, std::move(ev));
+        fail_sequence(*r, e);
+      }
+      std::lock_guard lock(mutex);
+      running.push_back(std::move(r));
+    }
+    std::vector<Running*> batch;
+    for (auto& r : running) {
+      if (r->finished) continue;
+      if (r->p.shared->cancelled) {
+        r->done.cancelled = true;
+        r->finished = true;
+        continue;
+      }
+      batch.push_back(r.get());
+    }
+    if (!batch.empty()) {
+      std::vector<TokenId> tokens;
+      std::vector<KvCache*> caches;
+      for (Running* r : batch) {
+        tokens.push_back(r->next);
+        caches.push_back(&r->cache);
+      }
+      std::vector<float> logits;
+      try {
+        model.model().forward_decode_batch(tokens, caches, logits);
+        const size_t vocab = static_cast<size_t>(model.config().vocab_size);
+        for (size_t i = 0; i < batch.size(); ++i) {
+          Running& r = *batch[i];
+          r.logits.assign(logits.begin() + static_cast<std::ptrdiff_t>(i * vocab),
+                          logits.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab));
+          try {
+            advance(r);
+          } catch (const std::exception& e) {
+            fail_sequence(r, e);
+          }
+        }
+      } catch (const std::exception& e) {
+        for (Running* r : batch) fail_sequence(*r, e);
       }
     }
+    std::vector<std::unique_ptr<Running>> retired;
+    {
+      std::lock_guard lock(mutex);
+      for (auto& r : running) {
+        if (r->finished) retired.push_back(std::move(r));
+      }
+      std::erase(running, nullptr);
+      stats.running = static_cast<int>(running.size());
+      int blocks = 0;
+      for (const auto& r : running) blocks += blocks_for(r->cache.size());
+      stats.kv_blocks_used = blocks;  // consistent before any Finished event is seen
+    }
+    step_done(static_cast<int>(batch.size()));
+    for (auto& r : retired) finish(r->p, std::move(r->done));
+  }
+
+  void loop() {
+    for (;;) {
+      auto admitted = admit();
+      if (stopping_now()) break;
+      step(std::move(admitted));
+    }
+    for (auto& r : running) {
+      r->done.cancelled = true;
+      finish(r->p, std::move(r->done));
+    }
+    running.clear();
+  }
+
+  bool stopping_now() {
+    std::lock_guard lock(mutex);
+    return stopping;
   }
 };
 

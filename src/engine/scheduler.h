@@ -1,14 +1,17 @@
 // Continuous batching: many requests share one model. A worker thread runs steps; each step admits
-// waiting requests into the running batch (up to max_batch sequences and the KV cache's free blocks),
-// prefills a bounded chunk of prompt positions, decodes one token for every running sequence in one
-// batched forward pass, and retires sequences that finished, so short requests never wait for long ones.
+// waiting requests into the running batch (up to max_batch sequences, as KV room and the step's prefill
+// budget allow), prefills them, decodes one token for every running sequence in one batched forward pass,
+// and retires sequences that finished, so short requests never wait for long ones.
 //
-// The KV cache is paged (fixed-size blocks, a block table per sequence); blocks holding a prompt
-// prefix that is already cached (a shared system prompt) are reused instead of recomputed.
+// Not yet: the KV cache is one contiguous cache per sequence, reserved for prompt + max_new_tokens out of
+// kv_tokens (not paged in blocks; block_size only sizes the reported block counts); a prompt is prefilled
+// whole in the step that admits it (prefill_chunk bounds how many prompt tokens one step admits, but one
+// long prompt still takes its step alone); prompt prefixes are not shared between requests (prefix_cache
+// is accepted and has no effect; cached counts stay 0).
 //
-// Determinism: a request's greedy output is the same whether it runs alone or in a full batch (prompt
-// positions always go through the prefill kernels and generated positions through the decode kernels,
-// whatever the batch holds).
+// Determinism: a request's greedy output is the same whether it runs alone or in a full batch: decode
+// rows go through the weight products in groups of at most four, whose per-row numbers do not depend on
+// the group (LlamaModel::forward_decode_batch), and a prompt is always prefilled in one forward call.
 #pragma once
 
 #include <chrono>
