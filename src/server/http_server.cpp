@@ -1,6 +1,8 @@
 // run_server: the cpp-httplib server, its routes, API-key check, limits, error shapes and lifecycle.
+#include <algorithm>
+#include <array>
+#include <string_view>
 #include <chrono>
-#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,10 +15,13 @@ namespace llama31::server {
 
 namespace {
 
-const std::set<std::string>& known_routes() {
-  static const std::set<std::string> routes = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/generate",
-                                               "/generate_stream", "/info", "/health", "/metrics"};
-  return routes;
+// No static destructor: handler threads of a server still running at process exit may read it.
+constexpr std::array<std::string_view, 8> kKnownRoutes = {"/v1/chat/completions", "/v1/completions", "/v1/models",
+                                                          "/generate", "/generate_stream", "/info", "/health",
+                                                          "/metrics"};
+
+bool is_known_route(std::string_view path) {
+  return std::find(kKnownRoutes.begin(), kKnownRoutes.end(), path) != kKnownRoutes.end();
 }
 
 // Runs a handler, turning every failure into an OpenAI-shaped error (never 500 for bad input).
@@ -41,7 +46,7 @@ httplib::Server::Handler guarded(std::function<void(const httplib::Request&, htt
 }
 
 std::string metrics_route(const std::string& path) {
-  if (known_routes().count(path)) return path;
+  if (is_known_route(path)) return path;
   if (find_web_asset(path)) return "/";
   return "other";
 }
@@ -71,7 +76,7 @@ void run_server(const LoadedModel& model, const ServerOptions& options, const Sc
   svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
     // The chat page's static files hold no data; the API behind them needs the key.
-    if (req.method == "GET" && !known_routes().count(req.path) && find_web_asset(req.path))
+    if (req.method == "GET" && !is_known_route(req.path) && find_web_asset(req.path))
       return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + options.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
@@ -88,7 +93,7 @@ void run_server(const LoadedModel& model, const ServerOptions& options, const Sc
     if (!res.body.empty()) return;
     int status = res.status;
     std::string message;
-    if (status == 404 && known_routes().count(req.path)) {
+    if (status == 404 && is_known_route(req.path)) {
       status = 405;
       message = fmt::format("method {} is not allowed on {}", req.method, req.path);
     } else if (status == 404) {
