@@ -120,18 +120,7 @@ ChatPlan plan_chat(const ServerContext& ctx, const ojson& body) {
   }
   plan.max_new_tokens = fit_generation(ctx, plan.prompt.size(), max_tokens, max_name);
 
-  SamplingParams& s = plan.sampling;
-  s = ctx.defaults;
-  if (auto v = number_field(body, "temperature")) s.temperature = *v;
-  if (auto v = number_field(body, "top_p")) s.top_p = *v;
-  if (auto v = integer_field(body, "top_k")) s.top_k = static_cast<int>(std::max(*v, 0LL));
-  if (auto v = number_field(body, "min_p")) s.min_p = *v;
-  if (auto v = number_field(body, "presence_penalty")) s.presence_penalty = *v;
-  if (auto v = number_field(body, "frequency_penalty")) s.frequency_penalty = *v;
-  if (auto v = number_field(body, "repetition_penalty")) s.repetition_penalty = *v;
-  if (auto v = integer_field(body, "seed")) s.seed = static_cast<uint64_t>(*v);
-  else s.seed = std::random_device{}();
-  s.validate();
+  plan.sampling = openai_sampling(ctx, body);
   plan.stop = stop_field(body, "stop");
   if (auto v = integer_field(body, "n")) {
     if (*v < 1 || *v > 16) throw HttpError(400, "'n' must be between 1 and 16", "n");

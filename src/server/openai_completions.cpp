@@ -77,18 +77,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     throw HttpError(400, "'prompt' must be a string or a non-empty array of token ids", "prompt");
   }
   r.max_new_tokens = fit_generation(ctx, r.prompt.size(), integer_field(body, "max_tokens").value_or(16), "max_tokens");
-  SamplingParams& s = r.sampling;
-  s = ctx.defaults;
-  if (auto v = number_field(body, "temperature")) s.temperature = *v;
-  if (auto v = number_field(body, "top_p")) s.top_p = *v;
-  if (auto v = integer_field(body, "top_k")) s.top_k = static_cast<int>(std::max(*v, 0LL));
-  if (auto v = number_field(body, "min_p")) s.min_p = *v;
-  if (auto v = number_field(body, "presence_penalty")) s.presence_penalty = *v;
-  if (auto v = number_field(body, "frequency_penalty")) s.frequency_penalty = *v;
-  if (auto v = number_field(body, "repetition_penalty")) s.repetition_penalty = *v;
-  if (auto v = integer_field(body, "seed")) s.seed = static_cast<uint64_t>(*v);
-  else s.seed = std::random_device{}();
-  s.validate();
+  r.sampling = openai_sampling(ctx, body);
   r.stop_strings = stop_field(body, "stop");
   r.stop_ids = ctx.model.stop_ids();
   auto state = std::make_shared<CompletionState>();

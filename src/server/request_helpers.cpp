@@ -1,4 +1,5 @@
 // Field parsing, error bodies, submission and timed event reading shared by the routes.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <random>
@@ -150,6 +151,24 @@ std::string new_completion_id(const char* prefix) {
 long long unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+SamplingParams openai_sampling(const ServerContext& ctx, const ojson& body) {
+  SamplingParams s = ctx.defaults;
+  if (auto v = number_field(body, "temperature")) s.temperature = *v;
+  if (auto v = number_field(body, "top_p")) s.top_p = *v;
+  if (auto v = integer_field(body, "top_k")) s.top_k = static_cast<int>(std::max(*v, 0LL));
+  if (auto v = number_field(body, "min_p")) s.min_p = *v;
+  if (auto v = number_field(body, "presence_penalty")) s.presence_penalty = *v;
+  if (auto v = number_field(body, "frequency_penalty")) s.frequency_penalty = *v;
+  if (auto v = number_field(body, "repetition_penalty")) s.repetition_penalty = *v;
+  if (auto v = integer_field(body, "seed")) {
+    s.seed = static_cast<uint64_t>(*v);
+  } else {
+    s.seed = std::random_device{}();
+  }
+  s.validate();
+  return s;
 }
 
 }  // namespace llama31::server

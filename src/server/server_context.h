@@ -60,6 +60,9 @@ std::optional<bool> bool_field(const ojson& body, const char* name);
 std::optional<std::string> string_field(const ojson& body, const char* name);
 // "stop": a string or an array of strings (null: none).
 std::vector<std::string> stop_field(const ojson& body, const char* name);
+// The OpenAI sampling fields (temperature, top_p, top_k, min_p, presence/frequency/repetition penalties, seed)
+// over the model's generation_config defaults; a random seed when none is given. Validated.
+SamplingParams openai_sampling(const ServerContext& ctx, const ojson& body);
 
 // Checks the prompt against the context and returns max_new_tokens (requested, or what fits).
 int fit_generation(const ServerContext& ctx, size_t prompt_tokens, std::optional<long long> requested,
