@@ -80,6 +80,8 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
   r.sampling = openai_sampling(ctx, body);
   r.stop_strings = stop_field(body, "stop");
   r.stop_ids = ctx.model.stop_ids();
+  // vLLM's extension for benchmarks: generate max_tokens whatever the model samples.
+  if (body.contains("ignore_eos") && body["ignore_eos"].is_boolean() && body["ignore_eos"].get<bool>()) r.stop_ids.clear();
   auto state = std::make_shared<CompletionState>();
   state->ctx = &ctx;
   if (auto lp = integer_field(body, "logprobs")) {
