@@ -9,9 +9,11 @@ namespace {
 
 using nlohmann::json;
 
+// A function-local static: it is built after the model it serves, so at exit it stops (joining its
+// threads) before that model is destroyed.
 TestServer& shared_server() {
-  static TestServer* server = new TestServer();
-  return *server;
+  static TestServer server;
+  return server;
 }
 
 json post_json(const std::string& path, const json& body, int expected_status = 200) {

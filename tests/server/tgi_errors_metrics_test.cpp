@@ -8,13 +8,16 @@ namespace {
 
 using nlohmann::json;
 
+ServerOptions plain_options() {
+  ServerOptions o;
+  o.max_body_bytes = 64 * 1024;
+  return o;
+}
+
+// Built after the model it serves, so at exit it stops and joins its threads before the model goes.
 TestServer& plain_server() {
-  static TestServer* server = [] {
-    ServerOptions o;
-    o.max_body_bytes = 64 * 1024;
-    return new TestServer(o);
-  }();
-  return *server;
+  static TestServer server(plain_options());
+  return server;
 }
 
 TEST(ServerTgi, GenerateStreamInfoHealth) {

@@ -28,10 +28,10 @@ export function makeTinyModel() {
 }
 
 // Starts `llama31 serve --port 0 -m model ...extra`; resolves once it prints its listening line.
-export async function startServer(extra = []) {
+export async function startServer(extra = [], env = {}) {
   const tiny = makeTinyModel();
   const child = spawn(binary, ["serve", "--port", "0", "-m", tiny.model, "-t", "2", ...extra],
-    { stdio: ["ignore", "pipe", "pipe"] });
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let stderr = "";
   child.stderr.on("data", (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-10000); });
   const url = await withTimeout(new Promise((resolve, reject) => {
