@@ -1,4 +1,5 @@
 // llama31 serve: the OpenAI- and TGI-compatible HTTP server with continuous batching and a chat page.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -21,12 +22,24 @@ struct ServeOptions {
   server::ServerOptions server;
   SchedulerOptions scheduler;
   bool no_prefix_cache = false;
+  double kv_memory_gib = 0;
 };
 
 void run_serve(ServeOptions& o) {
   auto model = load_model(o.model);
   SchedulerOptions s = o.scheduler;
   s.prefix_cache = !o.no_prefix_cache;
+  if (o.kv_memory_gib > 0) {
+    if (s.kv_tokens > 0) fail("give --kv-tokens or --kv-memory, not both");
+    const LlamaConfig& c = model->config();
+    const double per_token = 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * sizeof(float);
+    const double tokens = o.kv_memory_gib * 1024.0 * 1024.0 * 1024.0 / per_token;
+    if (tokens < s.block_size) {
+      fail("--kv-memory {} GiB holds fewer than one KV block of {} positions ({} bytes per position)",
+           o.kv_memory_gib, s.block_size, per_token);
+    }
+    s.kv_tokens = static_cast<int>(std::min(tokens, 1e9));
+  }
   const int model_limit = model->config().max_position_embeddings;
   s.max_context = o.model.ctx_size > 0 ? o.model.ctx_size : std::min(s.max_context, model_limit);
   if (s.max_context > model_limit)
@@ -53,6 +66,10 @@ void add_serve_command(CLI::App& app) {
   sub->add_option("--model-name", o->server.model_name, "Model id reported by the API (default: the folder's name)");
   sub->add_option("--kv-tokens", o->scheduler.kv_tokens, "KV cache positions shared by all sequences (0: auto)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--kv-memory", o->kv_memory_gib, "KV cache size in GiB instead of --kv-tokens")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--block-size", o->scheduler.block_size, "Positions per KV cache block (and prefix-cache unit)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
   sub->add_option("--max-batch", o->scheduler.max_batch, "Sequences decoding at once")->capture_default_str()
       ->check(CLI::Range(1, 1024));
   sub->add_option("--max-queue", o->scheduler.max_queue, "Waiting requests before 429")->capture_default_str()

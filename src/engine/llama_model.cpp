@@ -12,10 +12,6 @@ namespace llama31 {
 
 namespace {
 
-// Rows per weight product in a decode batch: kernels::matmul's small-row path (rows <= 4) computes each
-// row exactly as it does for one row alone.
-constexpr int kDecodeGroup = 4;
-
 std::vector<float> to_f32(const TensorView& t) {
   std::vector<float> out(static_cast<size_t>(t.numel()));
   convert_to_f32(t.dtype, t.data, out.data(), out.size());
@@ -69,60 +65,102 @@ void LlamaModel::forward(std::span<const TokenId> tokens, KvCache& cache, Logits
          "(the model allows up to {})",
          cache.size() + static_cast<long long>(n), cache.capacity(), cache.size(), config_.max_position_embeddings);
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      fail("token id {} at position {} is outside the vocabulary of {}", tokens[i], i, config_.vocab_size);
-    }
-  }
+  check_tokens(tokens);
   const size_t vocab = static_cast<size_t>(config_.vocab_size);
   switch (which) {
     case Logits::All: logits.resize(n * vocab); break;
     case Logits::Last: logits.resize(vocab); break;
     case Logits::None: logits.clear(); break;
   }
+  cache.reserve(cache.size() + static_cast<int>(n));
   for (size_t start = 0; start < n; start += max_chunk) {
     const size_t len = std::min<size_t>(max_chunk, n - start);
     const bool last_chunk = start + len == n;
-    Logits chunk_which = Logits::None;
-    float* out = nullptr;
-    if (which == Logits::All) {
-      chunk_which = Logits::All;
-      out = logits.data() + start * vocab;
-    } else if (which == Logits::Last && last_chunk) {
-      chunk_which = Logits::Last;
-      out = logits.data();
-    }
     std::vector<KvCache*> caches(len, &cache);
     std::vector<int> positions(len);
     for (size_t i = 0; i < len; ++i) positions[i] = cache.size() + static_cast<int>(i);
-    forward_rows(tokens.subspan(start, len), caches, positions, /*grouped=*/false, chunk_which, out);
+    const int prefill_rows = len > 1 ? static_cast<int>(len) : 0;
+    const auto chunk = tokens.subspan(start, len);
+    if (which == Logits::All) {
+      forward_rows(chunk, caches, positions, prefill_rows, {}, true, logits.data() + start * vocab);
+    } else if (which == Logits::Last && last_chunk) {
+      const int last_row = static_cast<int>(len) - 1;
+      forward_rows(chunk, caches, positions, prefill_rows, std::span(&last_row, 1), false, logits.data());
+    } else {
+      forward_rows(chunk, caches, positions, prefill_rows, {}, false, nullptr);
+    }
   }
+}
+
+void LlamaModel::check_tokens(std::span<const TokenId> tokens) const {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      fail("token id {} at position {} is outside the vocabulary of {}", tokens[i], i, config_.vocab_size);
+    }
+  }
+}
+
+void LlamaModel::forward_batch(std::span<const SequenceChunk> chunks, std::vector<float>& logits) const {
+  if (chunks.empty()) fail("forward_batch needs at least one chunk");
+  size_t wanted = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const SequenceChunk& chunk = chunks[c];
+    if (chunk.tokens.empty()) fail("forward_batch: chunk {} has no tokens", c);
+    if (chunk.cache == nullptr) fail("forward_batch: chunk {} has no cache", c);
+    for (size_t d = 0; d < c; ++d) {
+      if (chunks[d].cache == chunk.cache) fail("forward_batch: chunks {} and {} share a cache", d, c);
+    }
+    if (chunk.cache->size() + static_cast<long long>(chunk.tokens.size()) > chunk.cache->capacity()) {
+      fail("chunk {}: the input needs {} positions but the context holds {}", c,
+           chunk.cache->size() + static_cast<long long>(chunk.tokens.size()), chunk.cache->capacity());
+    }
+    check_tokens(chunk.tokens);
+    if (chunk.logits) wanted++;
+  }
+  for (const SequenceChunk& chunk : chunks) {
+    chunk.cache->reserve(chunk.cache->size() + static_cast<int>(chunk.tokens.size()));
+  }
+  // Rows: every prefill chunk (two tokens or more) first, then the one-token chunks. Logits rows keep
+  // the chunks' order.
+  std::vector<TokenId> tokens;
+  std::vector<KvCache*> caches;
+  std::vector<int> positions;
+  std::vector<int> logit_row(chunks.size(), -1);
+  auto add_rows = [&](bool prefill) {
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      const SequenceChunk& chunk = chunks[c];
+      if ((chunk.tokens.size() > 1) != prefill) continue;
+      for (size_t i = 0; i < chunk.tokens.size(); ++i) {
+        tokens.push_back(chunk.tokens[i]);
+        caches.push_back(chunk.cache);
+        positions.push_back(chunk.cache->size() + static_cast<int>(i));
+      }
+      if (chunk.logits) logit_row[c] = static_cast<int>(tokens.size()) - 1;
+    }
+  };
+  add_rows(true);
+  const int prefill_rows = static_cast<int>(tokens.size());
+  add_rows(false);
+  std::vector<int> logit_rows;
+  for (int row : logit_row) {
+    if (row >= 0) logit_rows.push_back(row);
+  }
+  logits.resize(wanted * static_cast<size_t>(config_.vocab_size));
+  forward_rows(tokens, caches, positions, prefill_rows, logit_rows, false, logits.data());
 }
 
 void LlamaModel::forward_decode_batch(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
                                       std::vector<float>& logits) const {
-  const size_t n = tokens.size();
-  if (n == 0) fail("forward_decode_batch needs at least one row");
-  if (caches.size() != n) fail("forward_decode_batch: {} tokens but {} caches", n, caches.size());
-  std::vector<int> positions(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (caches[i]->size() >= caches[i]->capacity()) {
-      fail("row {}: the context of {} positions is full", i, caches[i]->capacity());
-    }
-    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      fail("token id {} at row {} is outside the vocabulary of {}", tokens[i], i, config_.vocab_size);
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (caches[j] == caches[i]) fail("forward_decode_batch: rows {} and {} share a cache", j, i);
-    }
-    positions[i] = caches[i]->size();
-  }
-  logits.resize(n * static_cast<size_t>(config_.vocab_size));
-  forward_rows(tokens, caches, positions, /*grouped=*/true, Logits::All, logits.data());
+  if (tokens.empty()) fail("forward_decode_batch needs at least one row");
+  if (caches.size() != tokens.size()) fail("forward_decode_batch: {} tokens but {} caches", tokens.size(), caches.size());
+  std::vector<SequenceChunk> chunks(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) chunks[i] = SequenceChunk{tokens.subspan(i, 1), caches[i], true};
+  forward_batch(chunks, logits);
 }
 
 void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
-                              std::span<const int> positions, bool grouped, Logits which, float* logits) const {
+                              std::span<const int> positions, int prefill_rows, std::span<const int> logit_rows,
+                              bool all_logits, float* logits) const {
   const LlamaConfig& c = config_;
   const int n = static_cast<int>(tokens.size());
   const int hidden = c.hidden_size;
@@ -144,14 +182,23 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
     rope_tables(positions[i], &cos_table[i * half], &sin_table[i * half]);
     ctx_end = std::max(ctx_end, positions[i] + 1);
   }
-  // Decode batches multiply in groups of rows small enough for the small-row kernels, whose per-row
-  // results do not depend on the group size; prefill multiplies all rows at once.
-  auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
-    if (!grouped) return apply_linear(w, x_rows, n, y_rows);
-    for (int r = 0; r < n; r += kDecodeGroup) {
-      apply_linear(w, x_rows + static_cast<size_t>(r) * in, std::min(kDecodeGroup, n - r),
-                   y_rows + static_cast<size_t>(r) * out);
+  // Prefill rows go through the matrix-matrix kernel together; decode rows through the matrix-vector
+  // kernel in groups small enough for it. Neither's per-row numbers depend on the other rows.
+  const int group = kernels::small_rows();
+  auto small_groups = [&](const TensorView& w, const float* x_rows, int first, int count, int in, float* y_rows,
+                          int out) {
+    for (int r = first; r < first + count; r += group) {
+      apply_linear(w, x_rows + static_cast<size_t>(r) * in, std::min(group, first + count - r),
+                   y_rows + static_cast<size_t>(r - first) * out);
     }
+  };
+  auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
+    if (prefill_rows > 0) {
+      kernels::matmul_gemm(x_rows, prefill_rows, w.data, w.dtype, static_cast<int>(w.shape[0]),
+                           static_cast<int>(w.shape[1]), y_rows);
+    }
+    small_groups(w, x_rows, prefill_rows, n - prefill_rows, in, y_rows + static_cast<size_t>(prefill_rows) * out,
+                 out);
   };
 
   // Embedding: one row of the table per token.
@@ -183,8 +230,8 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
     for (int i = 0; i < n; ++i) {
       float* s = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * ctx_end;
       const KvCache& cache = *caches[i];
-      kernels::attention(&q[i * q_dim], cache.keys(l, 0), cache.values(l, 0), positions[i] + 1, n_heads, n_kv_heads,
-                         head_dim, cache.row_floats(), &attn[i * q_dim], s);
+      kernels::attention(&q[i * q_dim], cache.key_blocks(l), cache.value_blocks(l), positions[i] + 1, n_heads,
+                         n_kv_heads, head_dim, &attn[i * q_dim], s);
     }
     linear(*layer.o_proj, attn.data(), q_dim, proj.data(), hidden);
     for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
@@ -201,19 +248,19 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   }
   for (int i = 0; i < n; ++i) caches[i]->grow_to(std::max(caches[i]->size(), positions[i] + 1));
 
-  if (which == Logits::None) return;
-  const int first = which == Logits::All ? 0 : n - 1;
-  const int rows = n - first;
-  for (int i = first; i < n; ++i) kernels::rmsnorm(&x[i * hidden], final_norm_.data(), hidden, eps, &xn[i * hidden]);
-  if (!grouped) {
-    apply_linear(*lm_head_, &xn[static_cast<size_t>(first) * hidden], rows, logits);
-  } else {
-    const size_t vocab = static_cast<size_t>(c.vocab_size);
-    for (int r = first; r < n; r += kDecodeGroup) {
-      apply_linear(*lm_head_, &xn[static_cast<size_t>(r) * hidden], std::min(kDecodeGroup, n - r),
-                   logits + static_cast<size_t>(r - first) * vocab);
-    }
+  if (all_logits) {
+    for (int i = 0; i < n; ++i) kernels::rmsnorm(&x[i * hidden], final_norm_.data(), hidden, eps, &xn[i * hidden]);
+    apply_linear(*lm_head_, xn.data(), n, logits);
+    return;
   }
+  if (logit_rows.empty()) return;
+  const int rows = static_cast<int>(logit_rows.size());
+  std::vector<float> normed(static_cast<size_t>(rows) * hidden);
+  for (int r = 0; r < rows; ++r) {
+    kernels::rmsnorm(&x[static_cast<size_t>(logit_rows[r]) * hidden], final_norm_.data(), hidden, eps,
+                     &normed[static_cast<size_t>(r) * hidden]);
+  }
+  small_groups(*lm_head_, normed.data(), 0, rows, hidden, logits, c.vocab_size);
 }
 
 }  // namespace llama31

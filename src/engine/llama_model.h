@@ -17,6 +17,13 @@ namespace llama31 {
 // Which positions of a forward call need logits.
 enum class Logits { Last, All, None };
 
+// One sequence's share of a batched forward call: tokens appended at cache->size().
+struct SequenceChunk {
+  std::span<const TokenId> tokens;
+  KvCache* cache = nullptr;
+  bool logits = false;  // wants the logits after its last token
+};
+
 class LlamaModel {
  public:
   // Borrows the folder's weights: the folder must outlive the model.
@@ -31,10 +38,16 @@ class LlamaModel {
   // Errors: a token id outside the vocabulary, or more positions than the cache has room for.
   void forward(std::span<const TokenId> tokens, KvCache& cache, Logits which, std::vector<float>& logits) const;
 
-  // One decode step for several sequences at once (continuous batching): row i feeds tokens[i] at the
-  // next position of *caches[i] (distinct caches) and gets its logits at logits[i * vocab].
-  // Weight products run in groups of at most kernels' small-row count, so each row's numbers are exactly
-  // those of a one-token forward() on its own: greedy output does not depend on the batch.
+  // Several sequences in one pass (continuous batching: decode steps and prompt chunks together). Logits
+  // of the chunks that ask come out in their order, [vocab] each. Each sequence's numbers depend only on
+  // how it was cut into chunks, never on the other sequences of the call: a one-token chunk is a decode
+  // row (matrix-vector kernels in groups of kernels' small-row count, exactly as a lone one-token
+  // forward), a longer chunk is prefill rows (the matrix-matrix kernel, whose rows do not depend on each
+  // other), and logits rows always go through the small-row kernels. Errors as forward; the caches of the
+  // chunks must be distinct.
+  void forward_batch(std::span<const SequenceChunk> chunks, std::vector<float>& logits) const;
+
+  // One decode step for several sequences: forward_batch with a one-token chunk per cache.
   void forward_decode_batch(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
                             std::vector<float>& logits) const;
 
@@ -54,11 +67,14 @@ class LlamaModel {
     std::vector<float> post_attn_norm;
   };
 
-  // Rows of one pass: row i is tokens[i] at position positions[i] of *caches[i]. grouped: weight
-  // products in groups of <= 4 rows (decode batches) instead of one call over all rows (prefill).
+  // Rows of one pass: row i is tokens[i] at position positions[i] of *caches[i] (blocks reserved).
+  // Rows [0, prefill_rows) are multiplied together by the matrix-matrix kernel, the rest in groups of
+  // small rows. Logits: for rows logit_rows, in that order, by the small-row kernels; or, with
+  // all_logits, for every row by one product.
   void forward_rows(std::span<const TokenId> tokens, std::span<KvCache* const> caches, std::span<const int> positions,
-                    bool grouped, Logits which, float* logits) const;
+                    int prefill_rows, std::span<const int> logit_rows, bool all_logits, float* logits) const;
   void rope_tables(int position, float* cos, float* sin) const;
+  void check_tokens(std::span<const TokenId> tokens) const;
 
   LlamaConfig config_;
   const TensorView* embed_tokens_;

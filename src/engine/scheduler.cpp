@@ -1,14 +1,16 @@
-// Scheduler: a worker thread keeps a running batch of up to max_batch sequences. Each step admits
-// queued requests (free slot, KV room, prefill budget), prefills them, decodes one token for every
-// running sequence in one batched forward pass, and retires the finished; text follows generate()'s rules.
-// KV caches are contiguous per sequence, reserved for prompt + max_new_tokens (not paged yet), and
-// prompt prefixes are not shared between requests yet.
+// Scheduler: a worker thread keeps a running batch of up to max_batch sequences. Each step gives every
+// decoding sequence one token and the prefilling ones chunks of their prompts (prefill_chunk positions
+// in all), runs them in one forward pass, streams the sampled tokens and retires the finished; text
+// follows generate()'s rules. KV blocks come from one pool; full blocks of prompt tokens are published
+// for later prompts with the same prefix.
 #include "engine/scheduler.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <thread>
+
+#include <unistd.h>
 
 #include "engine/kv_cache.h"
 #include "util/error.h"
@@ -93,16 +95,19 @@ struct Scheduler::Impl {
     SequenceRequest request;
     std::shared_ptr<RequestStream::Shared> shared;
   };
-  // A sequence in the running batch: its own KV cache (sized for prompt + max_new_tokens), sampler and
-  // text state. logits holds the distribution for the next token to sample.
+  // A sequence in the running batch: its KV cache (block table on the pool, at most prompt +
+  // max_new_tokens positions), sampler and text state. While prefilled < prompt size it is still
+  // prefilling; then logits holds the distribution for the next token to sample.
   struct Running {
-    Running(const LoadedModel& m, Pending pending)
+    Running(const LoadedModel& m, KvBlockPool& pool, Pending pending)
         : p(std::move(pending)),
           sampler(p.request.sampling),
           decoder(m.tokenizer(), /*skip_special=*/false),
           stops(p.request.stop_strings),
           history(p.request.prompt),
-          cache(m.config(), static_cast<int>(p.request.prompt.size()) + std::max(p.request.max_new_tokens, 1)) {}
+          cache(pool, positions_for(p.request)) {}
+    int prompt_size() const { return static_cast<int>(p.request.prompt.size()); }
+    bool prefilling() const { return prefilled < prompt_size(); }
     Pending p;
     Sampler sampler;
     IncrementalDecoder decoder;
@@ -111,6 +116,8 @@ struct Scheduler::Impl {
     KvCache cache;
     std::vector<float> logits;
     StreamEvent done;
+    int prefilled = 0;   // prompt positions in the cache
+    int published = 0;   // prompt blocks in the prefix cache (adopted or published)
     int step = 0;
     bool finished = false;
     TokenId next = 0;  // the token to feed in the next decode step
@@ -118,6 +125,7 @@ struct Scheduler::Impl {
 
   const LoadedModel& model;
   SchedulerOptions options;
+  KvBlockPool pool;  // used by the worker thread only
   mutable std::mutex mutex;
   std::condition_variable cv;
   std::deque<Pending> queue;
@@ -128,23 +136,33 @@ struct Scheduler::Impl {
   std::vector<std::unique_ptr<Running>> running;
   std::thread worker;
 
-  Impl(const LoadedModel& m, SchedulerOptions o) : model(m), options(o) {}
+  Impl(const LoadedModel& m, SchedulerOptions o)
+      : model(m), options(o), pool(m.config(), o.kv_tokens / o.block_size, o.block_size) {}
 
   static int positions_for(const SequenceRequest& r) {
     return static_cast<int>(r.prompt.size()) + std::max(r.max_new_tokens, 1);
   }
   int blocks_for(int positions) const { return (positions + options.block_size - 1) / options.block_size; }
+  // Blocks a running sequence may still take from the pool before it ends.
+  int future_blocks(const Running& r) const {
+    return blocks_for(r.cache.capacity()) - static_cast<int>(r.cache.blocks().size());
+  }
 
-  void step_done(int batch) {
+  // Called with the mutex held.
+  void update_kv_stats() {
+    stats.running = static_cast<int>(running.size());
+    stats.kv_blocks_used = pool.used_blocks();
+    stats.kv_blocks_cached = pool.cached_blocks();
+  }
+
+  void step_done(int batch, int positions) {
     SchedulerStats copy;
     {
       std::lock_guard lock(mutex);
       stats.steps++;
-      stats.running = static_cast<int>(running.size());
       stats.last_batch_size = batch;
-      int blocks = 0;
-      for (const auto& r : running) blocks += blocks_for(r->cache.size());
-      stats.kv_blocks_used = blocks;
+      stats.last_step_positions = positions;
+      update_kv_stats();
       copy = stats;
       copy.waiting = static_cast<int>(queue.size());
     }
@@ -217,42 +235,66 @@ struct Scheduler::Impl {
     r.finished = last;
   }
 
-  // Moves queued requests into the batch while there is a free slot, KV room and prefill budget left
-  // (first come, first served). Returns the admitted ones; false from the wait means stop.
-  std::vector<std::unique_ptr<Running>> admit() {
-    std::vector<Pending> taken;
+  // The cached blocks that hold a prefix of the prompt, retained. At least two prompt positions are left
+  // to compute, so the rest is a prefill chunk (never a one-token decode row) as it would be with an
+  // empty cache: the sequence's numbers do not depend on what is cached.
+  std::vector<int> cached_prefix(const std::vector<TokenId>& prompt) {
+    std::vector<int> blocks;
+    if (!options.prefix_cache) return blocks;
+    const int bs = options.block_size;
+    const int usable = (static_cast<int>(prompt.size()) - 2) / bs;
+    for (int b = 0; b < usable; ++b) {
+      const int block = pool.lookup(blocks.empty() ? -1 : blocks.back(),
+                                    std::span(prompt).subspan(static_cast<size_t>(b) * bs, static_cast<size_t>(bs)));
+      if (block < 0) break;
+      blocks.push_back(block);
+    }
+    return blocks;
+  }
+
+  // Moves queued requests into the batch, first come first served, while there is a free slot and the
+  // pool can hold every admitted sequence at its full length (so a running sequence never waits for a
+  // block). Returns false when the scheduler stops.
+  bool admit() {
+    std::vector<Pending> cancelled;
     {
       std::unique_lock lock(mutex);
       cv.wait(lock, [&] { return stopping || !queue.empty() || !running.empty(); });
-      if (stopping) return {};
-      long long reserved = 0;
-      for (const auto& r : running) reserved += r->cache.capacity();
-      int prefill = 0;
-      while (!queue.empty() && static_cast<int>(running.size() + taken.size()) < options.max_batch) {
-        const Pending& front = queue.front();
-        const int need = positions_for(front.request);
-        if (!front.shared->cancelled) {
-          if (reserved + need > options.kv_tokens) break;
-          if (prefill > 0 && prefill + static_cast<int>(front.request.prompt.size()) > options.prefill_chunk) break;
-          reserved += need;
-          prefill += static_cast<int>(front.request.prompt.size());
+      if (stopping) return false;
+      int committed = 0;
+      for (const auto& r : running) committed += future_blocks(*r);
+      while (!queue.empty() && static_cast<int>(running.size()) < options.max_batch) {
+        Pending& front = queue.front();
+        if (front.shared->cancelled) {
+          cancelled.push_back(std::move(front));
+          queue.pop_front();
+          continue;
         }
-        taken.push_back(std::move(queue.front()));
+        std::vector<int> prefix = cached_prefix(front.request.prompt);
+        const int need = blocks_for(positions_for(front.request)) - static_cast<int>(prefix.size());
+        if (committed + need > pool.available_blocks()) {
+          for (auto it = prefix.rbegin(); it != prefix.rend(); ++it) pool.release(*it);
+          break;
+        }
+        committed += need;
+        auto r = std::make_unique<Running>(model, pool, std::move(front));
         queue.pop_front();
+        r->cache.adopt_prefix(prefix);
+        r->prefilled = r->cache.size();
+        r->published = static_cast<int>(prefix.size());
+        r->done.cached_prompt_tokens = r->prefilled;
+        stats.prefix_cache_hits += static_cast<uint64_t>(r->prefilled);
+        running.push_back(std::move(r));
       }
       stats.waiting = static_cast<int>(queue.size());
+      update_kv_stats();
     }
-    std::vector<std::unique_ptr<Running>> admitted;
-    for (auto& p : taken) {
-      if (p.shared->cancelled) {
-        StreamEvent ev;
-        ev.cancelled = true;
-        finish(p, std::move(ev));
-        continue;
-      }
-      admitted.push_back(std::make_unique<Running>(model, std::move(p)));
+    for (auto& p : cancelled) {
+      StreamEvent ev;
+      ev.cancelled = true;
+      finish(p, std::move(ev));
     }
-    return admitted;
+    return true;
   }
 
   void fail_sequence(Running& r, const std::exception& e) {
@@ -261,20 +303,35 @@ struct Scheduler::Impl {
     r.finished = true;
   }
 
-  // One step: prefill the newly admitted sequences, then decode one token for every running one in a
-  // single batched forward pass, then retire the finished.
-  void step(std::vector<std::unique_ptr<Running>> admitted) {
-    for (auto& r : admitted) {
-      try {
-        model.model().forward(r->p.request.prompt, r->cache, Logits::Last, r->logits);
-        advance(*r);
-      } catch (const std::exception& e) {
-        fail_sequence(*r, e);
-      }
-      std::lock_guard lock(mutex);
-      running.push_back(std::move(r));
+  // Prompt positions the next chunk of r takes out of budget: never a single position unless the prompt
+  // has one, and never leaving a single one behind (see cached_prefix).
+  static int chunk_size(int remaining, int budget) {
+    if (remaining == 1) return budget >= 1 ? 1 : 0;
+    int c = std::min(remaining, budget);
+    if (c < 2) return 0;
+    if (remaining - c == 1) c = c >= 3 ? c - 1 : remaining;
+    return c;
+  }
+
+  // Publishes r's prompt blocks that the last pass filled.
+  void publish_prompt_blocks(Running& r) {
+    if (!options.prefix_cache) return;
+    const int bs = options.block_size;
+    const std::vector<int>& blocks = r.cache.blocks();
+    const std::vector<TokenId>& prompt = r.p.request.prompt;
+    for (; r.published < r.prefilled / bs; ++r.published) {
+      const int b = r.published;
+      pool.publish(blocks[static_cast<size_t>(b)], b == 0 ? -1 : blocks[static_cast<size_t>(b - 1)],
+                   std::span(prompt).subspan(static_cast<size_t>(b) * bs, static_cast<size_t>(bs)));
     }
-    std::vector<Running*> batch;
+  }
+
+  // One step: a token for every decoding sequence and prompt chunks for the prefilling ones, in one
+  // forward pass; then sampling, streaming, and retiring the finished.
+  void step() {
+    std::vector<SequenceChunk> chunks;
+    std::vector<Running*> owners;
+    int budget = std::max(options.prefill_chunk, 2);
     for (auto& r : running) {
       if (r->finished) continue;
       if (r->p.shared->cancelled) {
@@ -282,23 +339,40 @@ struct Scheduler::Impl {
         r->finished = true;
         continue;
       }
-      batch.push_back(r.get());
-    }
-    if (!batch.empty()) {
-      std::vector<TokenId> tokens;
-      std::vector<KvCache*> caches;
-      for (Running* r : batch) {
-        tokens.push_back(r->next);
-        caches.push_back(&r->cache);
+      if (!r->prefilling()) {
+        chunks.push_back(SequenceChunk{std::span(&r->next, 1), &r->cache, true});
+        owners.push_back(r.get());
+        continue;
       }
+      const int remaining = r->prompt_size() - r->prefilled;
+      const int c = chunk_size(remaining, budget);
+      if (c == 0) continue;
+      budget -= c;
+      chunks.push_back(SequenceChunk{std::span(r->p.request.prompt).subspan(static_cast<size_t>(r->prefilled),
+                                                                            static_cast<size_t>(c)),
+                                     &r->cache, c == remaining});
+      owners.push_back(r.get());
+    }
+    int decoded = 0;
+    int positions = 0;
+    for (const SequenceChunk& c : chunks) positions += static_cast<int>(c.tokens.size());
+    if (!chunks.empty()) {
       std::vector<float> logits;
       try {
-        model.model().forward_decode_batch(tokens, caches, logits);
+        model.model().forward_batch(chunks, logits);
         const size_t vocab = static_cast<size_t>(model.config().vocab_size);
-        for (size_t i = 0; i < batch.size(); ++i) {
-          Running& r = *batch[i];
-          r.logits.assign(logits.begin() + static_cast<std::ptrdiff_t>(i * vocab),
-                          logits.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab));
+        size_t row = 0;
+        for (size_t i = 0; i < chunks.size(); ++i) {
+          Running& r = *owners[i];
+          if (r.prefilling()) {
+            r.prefilled += static_cast<int>(chunks[i].tokens.size());
+            publish_prompt_blocks(r);
+          }
+          if (!chunks[i].logits) continue;
+          r.logits.assign(logits.begin() + static_cast<std::ptrdiff_t>(row * vocab),
+                          logits.begin() + static_cast<std::ptrdiff_t>((row + 1) * vocab));
+          row++;
+          decoded++;
           try {
             advance(r);
           } catch (const std::exception& e) {
@@ -306,7 +380,7 @@ struct Scheduler::Impl {
           }
         }
       } catch (const std::exception& e) {
-        for (Running* r : batch) fail_sequence(*r, e);
+        for (Running* r : owners) fail_sequence(*r, e);
       }
     }
     std::vector<std::unique_ptr<Running>> retired;
@@ -316,31 +390,23 @@ struct Scheduler::Impl {
         if (r->finished) retired.push_back(std::move(r));
       }
       std::erase(running, nullptr);
-      stats.running = static_cast<int>(running.size());
-      int blocks = 0;
-      for (const auto& r : running) blocks += blocks_for(r->cache.size());
-      stats.kv_blocks_used = blocks;  // consistent before any Finished event is seen
     }
-    step_done(static_cast<int>(batch.size()));
+    for (auto& r : retired) r->cache.clear();  // blocks back to the pool before anyone sees Finished
+    {
+      std::lock_guard lock(mutex);
+      update_kv_stats();
+    }
+    step_done(decoded, positions);
     for (auto& r : retired) finish(r->p, std::move(r->done));
   }
 
   void loop() {
-    for (;;) {
-      auto admitted = admit();
-      if (stopping_now()) break;
-      step(std::move(admitted));
-    }
+    while (admit()) step();
     for (auto& r : running) {
       r->done.cancelled = true;
       finish(r->p, std::move(r->done));
     }
     running.clear();
-  }
-
-  bool stopping_now() {
-    std::lock_guard lock(mutex);
-    return stopping;
   }
 };
 
@@ -356,13 +422,19 @@ Scheduler::Scheduler(const LoadedModel& model, SchedulerOptions options) {
   }
   if (options.kv_tokens < 0) fail("kv_tokens must be >= 0, got {}", options.kv_tokens);
   if (options.kv_tokens == 0) {
-    options.kv_tokens = static_cast<int>(
-        std::min<long long>(static_cast<long long>(options.max_context) * options.max_batch, 65536));
+    long long tokens = std::min<long long>(static_cast<long long>(options.max_context) * options.max_batch, 65536);
+    const long long per_token = 2LL * config.num_hidden_layers * config.num_key_value_heads * config.head_dim *
+                                static_cast<long long>(sizeof(float));
+    const long long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page_size > 0 && per_token > 0) {
+      tokens = std::min(tokens, std::max<long long>(pages * page_size / 2 / per_token, options.block_size));
+    }
+    options.kv_tokens = static_cast<int>(tokens);
   }
   options.kv_tokens = std::max(options.kv_tokens / options.block_size, 1) * options.block_size;
   options_ = options;
   impl_ = std::make_unique<Impl>(model, options);
-  impl_->stats.kv_blocks_total = options.kv_tokens / options.block_size;
+  impl_->stats.kv_blocks_total = impl_->pool.num_blocks();
   impl_->stats.block_size = options.block_size;
   impl_->on_step = &on_step;
   impl_->worker = std::thread([this] { impl_->loop(); });

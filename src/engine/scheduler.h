@@ -1,17 +1,19 @@
 // Continuous batching: many requests share one model. A worker thread runs steps; each step admits
-// waiting requests into the running batch (up to max_batch sequences, as KV room and the step's prefill
-// budget allow), prefills them, decodes one token for every running sequence in one batched forward pass,
-// and retires sequences that finished, so short requests never wait for long ones.
+// waiting requests into the running batch (up to max_batch sequences, as KV room allows), gives every
+// decoding sequence one token and the prefilling ones chunks of their prompts (at most prefill_chunk
+// positions per step in all, so a long prompt never stalls running streams), runs all of it in one
+// forward pass, and retires sequences that finished, so short requests never wait for long ones.
 //
-// Not yet: the KV cache is one contiguous cache per sequence, reserved for prompt + max_new_tokens out of
-// kv_tokens (not paged in blocks; block_size only sizes the reported block counts); a prompt is prefilled
-// whole in the step that admits it (prefill_chunk bounds how many prompt tokens one step admits, but one
-// long prompt still takes its step alone); prompt prefixes are not shared between requests (prefix_cache
-// is accepted and has no effect; cached counts stay 0).
+// KV cache: a pool of kv_tokens / block_size blocks of block_size positions; each sequence holds a block
+// table and takes blocks as it fills. A request is admitted only when the pool can hold it at its full
+// length (prompt + max_new_tokens), so a running sequence never waits for memory. Prefix cache: full
+// blocks of prompt tokens are published, and a later prompt that starts with the same tokens adopts them
+// instead of computing them (a shared system prompt is computed once); unheld cached blocks are evicted
+// least recently released first.
 //
-// Determinism: a request's greedy output is the same whether it runs alone or in a full batch: decode
-// rows go through the weight products in groups of at most four, whose per-row numbers do not depend on
-// the group (LlamaModel::forward_decode_batch), and a prompt is always prefilled in one forward call.
+// Determinism: a request's greedy output is the same whether it runs alone or in a full batch, and
+// whether its prefix came from the cache: LlamaModel::forward_batch computes each sequence's rows
+// independently of the others, and prompts are only ever cut into chunks of two positions or more.
 #pragma once
 
 #include <chrono>
@@ -33,7 +35,9 @@
 namespace llama31 {
 
 struct SchedulerOptions {
-  int kv_tokens = 0;           // KV positions shared by all sequences; 0: max_context * max_batch, capped at 65536
+  // KV positions shared by all sequences; 0: max_context * max_batch, at most 65536 and at most what half
+  // of the machine's memory holds.
+  int kv_tokens = 0;
   int block_size = 16;         // positions per KV block
   int max_batch = 16;          // sequences decoding at once
   int max_queue = 64;          // waiting requests; submit() throws QueueFull beyond
@@ -104,14 +108,16 @@ struct SchedulerStats {
   int running = 0;          // sequences in the batch
   int waiting = 0;          // queued, not yet admitted
   int kv_blocks_total = 0;
-  int kv_blocks_used = 0;
+  int kv_blocks_used = 0;            // held by sequences
+  int kv_blocks_cached = 0;          // holding published prompt prefixes (held or not)
   int block_size = 0;
   uint64_t requests_finished = 0;
   uint64_t prompt_tokens = 0;        // prompt positions submitted
   uint64_t prefix_cache_hits = 0;    // prompt positions reused from the prefix cache
   uint64_t generated_tokens = 0;
   uint64_t steps = 0;
-  int last_batch_size = 0;           // sequences in the most recent decode step
+  int last_batch_size = 0;           // sequences that got a token in the most recent step
+  int last_step_positions = 0;       // positions (prompt chunks and decode rows) in its forward pass
 };
 
 // Thrown by submit() when max_queue requests are already waiting (the server answers 429/503).

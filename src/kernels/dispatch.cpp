@@ -94,6 +94,37 @@ void check_pointer(const char* kernel, const char* what, const void* pointer) {
 
 }  // namespace
 
+namespace {
+
+// Argument checks shared by both products; false when there is nothing to compute.
+bool matmul_args_ok(const float* x, int rows, const void* w, int out, int in, float* y) {
+  check_count("matmul", "rows", rows);
+  check_count("matmul", "out", out);
+  check_count("matmul", "in", in);
+  if (rows == 0 || out == 0) return false;
+  check_pointer("matmul", "y", y);
+  if (in == 0) {
+    std::fill(y, y + static_cast<size_t>(rows) * static_cast<size_t>(out), 0.0f);
+    return false;
+  }
+  check_pointer("matmul", "x", x);
+  check_pointer("matmul", "W", w);
+  return true;
+}
+
+}  // namespace
+
+int small_rows() { return kSmallRows; }
+
+void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
+  if (!matmul_args_ok(x, rows, w, out, in, y)) return;
+  const IsaKernels& kernels = isa();
+  const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);
+  for_each_chunk(out, work, [&](int o_begin, int o_end) {
+    kernels.many_rows_range(x, rows, w, w_type, in, o_begin, o_end, y, static_cast<size_t>(out));
+  });
+}
+
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
   check_count("matmul", "rows", rows);
   check_count("matmul", "out", out);
@@ -148,9 +179,12 @@ void silu_mul(const float* gate, const float* up, int n, float* out) {
   isa().silu_mul(gate, up, n, out);
 }
 
-void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
-               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, float* out, float* scratch) {
   check_count("attention", "n_ctx", n_ctx);
+  if (keys.block_size <= 0 || values.block_size <= 0) {
+    fail("kernels::attention: block sizes must be positive, got {} and {}", keys.block_size, values.block_size);
+  }
   check_count("attention", "head_dim", head_dim);
   if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0) {
     fail("kernels::attention: n_heads ({}) must be a positive multiple of n_kv_heads ({})", n_heads,
@@ -160,7 +194,15 @@ void attention(const float* q, const float* k_cache, const float* v_cache, int n
     std::fill(out, out + static_cast<size_t>(n_heads) * static_cast<size_t>(head_dim), 0.0f);
     return;
   }
-  isa().attention(q, k_cache, v_cache, n_ctx, n_heads, n_kv_heads, head_dim, kv_stride, out, scratch);
+  isa().attention(q, keys, values, n_ctx, n_heads, n_kv_heads, head_dim, out, scratch);
+}
+
+void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+  // One block holding every position.
+  const KvBlocks keys{&k_cache, std::max(n_ctx, 1), kv_stride};
+  const KvBlocks values{&v_cache, std::max(n_ctx, 1), kv_stride};
+  attention(q, keys, values, n_ctx, n_heads, n_kv_heads, head_dim, out, scratch);
 }
 
 float dot(const float* a, const float* b, int n) {

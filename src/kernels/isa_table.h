@@ -4,6 +4,7 @@
 
 #include <cstddef>
 
+#include "kernels/kernels.h"
 #include "util/dtype.h"
 
 namespace llama31::kernels {
@@ -15,7 +16,7 @@ inline constexpr int kMatmulChunk = 64;
 
 // Up to this many rows of x, matmul reads W once for all rows (matrix-vector kernel); above it uses the
 // register-blocked matrix-matrix kernel.
-inline constexpr int kSmallRows = 4;
+inline constexpr int kSmallRows = 8;
 
 struct IsaKernels {
   const char* name;
@@ -34,8 +35,8 @@ struct IsaKernels {
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin);
   void (*softmax)(float* x, int n);
   void (*silu_mul)(const float* gate, const float* up, int n, float* out);
-  void (*attention)(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
-                    int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch);
+  void (*attention)(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
+                    int n_kv_heads, int head_dim, float* out, float* scratch);
   float (*dot)(const float* a, const float* b, int n);
 };
 

@@ -21,6 +21,15 @@ namespace llama31::kernels {
 // tests' tolerance of 1e-5 * sum|x_i w_i|.
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y);
 
+// The same product by the matrix-matrix (prefill) kernel for any number of rows: each row of y comes out
+// bitwise the same whatever the other rows and however many there are, so prompts batched together or
+// cut into chunks compute exactly what they compute alone.
+void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y);
+
+// Rows up to which matmul takes the matrix-vector kernel, whose per-row results do not depend on the
+// number of rows either.
+int small_rows();
+
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], as transformers' LlamaRMSNorm (fp32 math).
 void rmsnorm(const float* x, const float* weight, int n, float eps, float* out);
 
@@ -34,10 +43,21 @@ void softmax(float* x, int n);
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
 void silu_mul(const float* gate, const float* up, int n, float* out);
 
+// Where one layer's cached keys (or values) live in a paged KV cache: position p at
+// blocks[p / block_size] + (p % block_size) * stride, kv head h at + h * head_dim within it.
+struct KvBlocks {
+  const float* const* blocks;
+  int block_size;
+  size_t stride;
+};
+
 // One query position of grouped-query attention over n_ctx cached positions.
-// q: [n_heads][head_dim]; k_cache, v_cache: position p of kv head h at (p * kv_stride + h * head_dim);
-// out: [n_heads][head_dim]. Head h reads kv head h / (n_heads / n_kv_heads). Scale 1/sqrt(head_dim).
-// scratch: at least n_ctx floats.
+// q: [n_heads][head_dim]; out: [n_heads][head_dim]. Head h reads kv head h / (n_heads / n_kv_heads).
+// Scale 1/sqrt(head_dim). scratch: at least n_ctx floats. Positions are visited in order, so the result
+// is bitwise the same whatever the block size.
+void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, float* out, float* scratch);
+// The same over contiguous caches: position p of kv head h at (p * kv_stride + h * head_dim).
 void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
                int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch);
 

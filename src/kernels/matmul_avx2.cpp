@@ -84,7 +84,8 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
 
 template <DType T, int R>
 void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
-  constexpr int kOutRows = R == 1 ? 6 : R == 2 ? 4 : 2;
+  // Output rows per block: as many as the accumulators (O x R vectors) leave registers for.
+  constexpr int kOutRows = R == 1 ? 6 : R == 2 ? 4 : R <= 4 ? 2 : 1;
   const size_t x_stride = padded_in(in);
   int o = o_begin;
   for (; o + kOutRows <= o_end; o += kOutRows) small_rows_block<T, R, kOutRows>(xp, x_stride, w, in, o, y, ldy);
@@ -98,7 +99,11 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
     case 1: small_rows_typed<T, 1>(xp, w, in, o_begin, o_end, y, ldy); break;
     case 2: small_rows_typed<T, 2>(xp, w, in, o_begin, o_end, y, ldy); break;
     case 3: small_rows_typed<T, 3>(xp, w, in, o_begin, o_end, y, ldy); break;
-    default: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 4: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 5: small_rows_typed<T, 5>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 6: small_rows_typed<T, 6>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 7: small_rows_typed<T, 7>(xp, w, in, o_begin, o_end, y, ldy); break;
+    default: small_rows_typed<T, 8>(xp, w, in, o_begin, o_end, y, ldy); break;
   }
 }
 

@@ -156,7 +156,8 @@ void small_rows_block_bf16(const float* xp, size_t x_stride, const void* w, int 
 
 template <DType T, int R>
 void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
-  constexpr int kOutRows = R == 1 ? 8 : 4;
+  // Output rows per block: as many as the accumulators (O x R vectors) leave registers for.
+  constexpr int kOutRows = R == 1 ? 8 : R <= 4 ? 4 : 2;
   const size_t x_stride = padded_in(in);
   int o = o_begin;
   if constexpr (T == DType::BF16) {
@@ -175,7 +176,11 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
     case 1: small_rows_typed<T, 1>(xp, w, in, o_begin, o_end, y, ldy); break;
     case 2: small_rows_typed<T, 2>(xp, w, in, o_begin, o_end, y, ldy); break;
     case 3: small_rows_typed<T, 3>(xp, w, in, o_begin, o_end, y, ldy); break;
-    default: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 4: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 5: small_rows_typed<T, 5>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 6: small_rows_typed<T, 6>(xp, w, in, o_begin, o_end, y, ldy); break;
+    case 7: small_rows_typed<T, 7>(xp, w, in, o_begin, o_end, y, ldy); break;
+    default: small_rows_typed<T, 8>(xp, w, in, o_begin, o_end, y, ldy); break;
   }
 }
 

@@ -1,6 +1,7 @@
 // AVX2 versions of dot, rmsnorm, softmax, silu_mul and attention (fp32 throughout).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/simd_ops.h"
@@ -69,17 +70,22 @@ inline float dot_inline(const float* a, const float* b, int n) {
   return horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
-// out[0..dim) = sum_p weight[p] * v[p * stride + 0..dim), four vectors of dimensions at a time.
-void weighted_sum(const float* weight, const float* v, int n_ctx, size_t stride, int dim, float* out) {
+// out[0..dim) = sum_p weight[p] * value row p (from offset on), four vectors of dimensions at a time;
+// positions in order, block after block.
+void weighted_sum(const float* weight, const KvBlocks& v, size_t offset, int n_ctx, int dim, float* out) {
   for (int d0 = 0; d0 < dim; d0 += 32) {
     const int width = dim - d0 < 32 ? dim - d0 : 32;
     __m256i masks[4];
     for (int c = 0; c < 4; ++c) masks[c] = lane_mask(width - 8 * c);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int p = 0; p < n_ctx; ++p) {
-      const __m256 wp = _mm256_set1_ps(weight[p]);
-      const float* row = v + static_cast<size_t>(p) * stride + static_cast<size_t>(d0);
-      for (int c = 0; c < 4; ++c) acc[c] = _mm256_fmadd_ps(wp, _mm256_maskload_ps(row + 8 * c, masks[c]), acc[c]);
+    for (int b0 = 0; b0 < n_ctx; b0 += v.block_size) {
+      const float* block = v.blocks[b0 / v.block_size] + offset + static_cast<size_t>(d0);
+      const int count = std::min(v.block_size, n_ctx - b0);
+      for (int p = 0; p < count; ++p) {
+        const __m256 wp = _mm256_set1_ps(weight[b0 + p]);
+        const float* row = block + static_cast<size_t>(p) * v.stride;
+        for (int c = 0; c < 4; ++c) acc[c] = _mm256_fmadd_ps(wp, _mm256_maskload_ps(row + 8 * c, masks[c]), acc[c]);
+      }
     }
     for (int c = 0; c < 4; ++c) _mm256_maskstore_ps(out + d0 + 8 * c, masks[c], acc[c]);
   }
@@ -133,19 +139,23 @@ void silu_mul(const float* gate, const float* up, int n, float* out) {
   }
 }
 
-void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
-               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, float* out, float* scratch) {
   const int group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const size_t dim = static_cast<size_t>(head_dim);
   for (int h = 0; h < n_heads; ++h) {
     const size_t kv_offset = static_cast<size_t>(h / group) * dim;
     const float* q_head = q + static_cast<size_t>(h) * dim;
-    for (int p = 0; p < n_ctx; ++p) {
-      scratch[p] = dot_inline(q_head, k_cache + static_cast<size_t>(p) * kv_stride + kv_offset, head_dim) * scale;
+    for (int b0 = 0; b0 < n_ctx; b0 += keys.block_size) {
+      const float* block = keys.blocks[b0 / keys.block_size] + kv_offset;
+      const int count = std::min(keys.block_size, n_ctx - b0);
+      for (int p = 0; p < count; ++p) {
+        scratch[b0 + p] = dot_inline(q_head, block + static_cast<size_t>(p) * keys.stride, head_dim) * scale;
+      }
     }
     softmax(scratch, n_ctx);
-    weighted_sum(scratch, v_cache + kv_offset, n_ctx, kv_stride, head_dim, out + static_cast<size_t>(h) * dim);
+    weighted_sum(scratch, values, kv_offset, n_ctx, head_dim, out + static_cast<size_t>(h) * dim);
   }
 }
 

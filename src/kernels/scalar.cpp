@@ -83,22 +83,23 @@ float dot(const float* a, const float* b, int n) {
   return sum;
 }
 
-void attention(const float* q, const float* k_cache, const float* v_cache, int n_ctx, int n_heads,
-               int n_kv_heads, int head_dim, size_t kv_stride, float* out, float* scratch) {
+void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
+               int n_kv_heads, int head_dim, float* out, float* scratch) {
   const int group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const size_t dim = static_cast<size_t>(head_dim);
+  auto row = [](const KvBlocks& kv, int p) {
+    return kv.blocks[p / kv.block_size] + static_cast<size_t>(p % kv.block_size) * kv.stride;
+  };
   for (int h = 0; h < n_heads; ++h) {
     const size_t kv_offset = static_cast<size_t>(h / group) * dim;
     const float* q_head = q + static_cast<size_t>(h) * dim;
-    for (int p = 0; p < n_ctx; ++p) {
-      scratch[p] = dot(q_head, k_cache + static_cast<size_t>(p) * kv_stride + kv_offset, head_dim) * scale;
-    }
+    for (int p = 0; p < n_ctx; ++p) scratch[p] = dot(q_head, row(keys, p) + kv_offset, head_dim) * scale;
     softmax(scratch, n_ctx);
     float* out_head = out + static_cast<size_t>(h) * dim;
     std::fill(out_head, out_head + dim, 0.0f);
     for (int p = 0; p < n_ctx; ++p) {
-      const float* v = v_cache + static_cast<size_t>(p) * kv_stride + kv_offset;
+      const float* v = row(values, p) + kv_offset;
       for (size_t d = 0; d < dim; ++d) out_head[d] += scratch[p] * v[d];
     }
   }

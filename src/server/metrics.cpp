@@ -60,6 +60,7 @@ std::string Metrics::render(const SchedulerStats& s) const {
   gauge("llama31_batch_size", "Sequences in the most recent decode step.", s.last_batch_size);
   gauge("llama31_kv_cache_blocks_used", "KV cache blocks in use.", s.kv_blocks_used);
   gauge("llama31_kv_cache_blocks_total", "KV cache blocks in all.", s.kv_blocks_total);
+  gauge("llama31_kv_cache_blocks_cached", "KV cache blocks holding reusable prompt prefixes.", s.kv_blocks_cached);
   counter("llama31_prompt_tokens_total", "Prompt tokens submitted.", static_cast<double>(s.prompt_tokens));
   counter("llama31_generated_tokens_total", "Tokens generated.", static_cast<double>(s.generated_tokens));
   counter("llama31_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache.",

@@ -192,7 +192,7 @@ json tool_call_deltas(const std::vector<chat::ToolCall>& calls) {
 void chat_whole(ServerContext& ctx, const ChatPlan& plan, httplib::Response& res) {
   auto streams = submit_choices(ctx, plan);
   json choices = json::array();
-  int prompt_tokens = 0, completion_tokens = 0, cached = 0;
+  StreamEvent totals;  // usage over the choices: prompt and cached positions of one, completions of all
   for (int i = 0; i < plan.n; ++i) {
     std::string text, stop_text;
     json logprobs = json::array();
@@ -207,9 +207,9 @@ void chat_whole(ServerContext& ctx, const ChatPlan& plan, httplib::Response& res
       if (ev->logprob && !is_stop_token(ctx, *ev)) logprobs.push_back(logprob_entry(*ev));
     }
     if (!finished.error.empty()) throw HttpError(500, "generation failed: " + finished.error, {}, "server_error");
-    prompt_tokens = finished.prompt_tokens;
-    cached = finished.cached_prompt_tokens;
-    completion_tokens += finished.completion_tokens;
+    totals.prompt_tokens = finished.prompt_tokens;
+    totals.cached_prompt_tokens = finished.cached_prompt_tokens;
+    totals.completion_tokens += finished.completion_tokens;
     json message = {{"role", "assistant"}, {"content", text}};
     std::string finish = openai_finish(finished.finish);
     if (plan.parse_tools) {
@@ -227,11 +227,7 @@ void chat_whole(ServerContext& ctx, const ChatPlan& plan, httplib::Response& res
               {"created", unix_time()},
               {"model", ctx.model_name},
               {"choices", choices},
-              {"usage",
-               {{"prompt_tokens", prompt_tokens},
-                {"completion_tokens", completion_tokens},
-                {"total_tokens", prompt_tokens + completion_tokens},
-                {"prompt_tokens_details", {{"cached_tokens", cached}}}}}};
+              {"usage", usage_json(totals)}};
   res.set_content(dump(out), "application/json");
 }
 
@@ -245,7 +241,7 @@ struct ChatStream {
   size_t choice = 0;
   bool role_sent = false;
   std::unique_ptr<chat::ToolCallStreamParser> parser;
-  int prompt_tokens = 0, completion_tokens = 0;
+  StreamEvent totals;  // usage over the choices: prompt and cached positions of one, completions of all
 
   json chunk(const json& delta, const json& finish, const json& logprobs = nullptr) const {
     return {{"id", id},
@@ -268,10 +264,7 @@ struct ChatStream {
                                {"created", created},
                                {"model", ctx->model_name},
                                {"choices", json::array()},
-                               {"usage",
-                                {{"prompt_tokens", prompt_tokens},
-                                 {"completion_tokens", completion_tokens},
-                                 {"total_tokens", prompt_tokens + completion_tokens}}}}));
+                               {"usage", usage_json(totals)}}));
       out += "data: [DONE]\n\n";
       done = true;
       return out;
@@ -297,8 +290,9 @@ struct ChatStream {
       done = true;
       return out;
     }
-    prompt_tokens = ev->prompt_tokens;
-    completion_tokens += ev->completion_tokens;
+    totals.prompt_tokens = ev->prompt_tokens;
+    totals.cached_prompt_tokens = ev->cached_prompt_tokens;
+    totals.completion_tokens += ev->completion_tokens;
     std::string finish = openai_finish(ev->finish);
     if (parser) {
       auto parsed = parser->finish();

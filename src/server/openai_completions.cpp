@@ -108,9 +108,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     if (!finished.error.empty()) throw HttpError(500, "generation failed: " + finished.error, {}, "server_error");
     json out = state->envelope(json::array(
         {state->choice(text, openai_finish(finished.finish), state->logprobs ? legacy_logprobs(events) : json(nullptr))}));
-    out["usage"] = {{"prompt_tokens", finished.prompt_tokens},
-                    {"completion_tokens", finished.completion_tokens},
-                    {"total_tokens", finished.prompt_tokens + finished.completion_tokens}};
+    out["usage"] = usage_json(finished);
     res.set_content(dump(out), "application/json");
     return;
   }
@@ -131,9 +129,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
           out = sse_event(dump(state->envelope(json::array({state->choice("", openai_finish(ev->finish), nullptr)}))));
           if (state->include_usage) {
             json u = state->envelope(json::array());
-            u["usage"] = {{"prompt_tokens", ev->prompt_tokens},
-                          {"completion_tokens", ev->completion_tokens},
-                          {"total_tokens", ev->prompt_tokens + ev->completion_tokens}};
+            u["usage"] = usage_json(*ev);
             out += sse_event(dump(u));
           }
           out += "data: [DONE]\n\n";

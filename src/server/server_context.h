@@ -88,6 +88,14 @@ class TimedStream {
   bool timed_out_ = false;
 };
 
+// OpenAI's usage object, with the prompt positions served from the prefix cache.
+inline nlohmann::json usage_json(const StreamEvent& finished) {
+  return {{"prompt_tokens", finished.prompt_tokens},
+          {"completion_tokens", finished.completion_tokens},
+          {"total_tokens", finished.prompt_tokens + finished.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", finished.cached_prompt_tokens}}}};
+}
+
 // Server-sent events: "data: <payload>\n\n".
 inline std::string sse_event(const std::string& payload) { return "data: " + payload + "\n\n"; }
 

@@ -4,74 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 
-#include "model_files/test_model.h"
-#include "support/temp_dir.h"
+#include "kernels/kernels.h"
+#include "scheduler_test_support.h"
 #include "util/error.h"
 
 namespace llama31 {
 namespace {
 
-struct Collected {
-  std::vector<TokenId> tokens;
-  std::string text;
-  std::vector<StreamEvent> token_events;
-  StreamEvent finished;
-};
-
-Collected drain(RequestStream& s) {
-  Collected c;
-  while (auto ev = s.next()) {
-    if (ev->kind == StreamEvent::Kind::Token) {
-      c.tokens.push_back(ev->token);
-      c.text += ev->text;
-      c.token_events.push_back(*ev);
-    } else {
-      c.finished = *ev;
-    }
-  }
-  return c;
-}
-
-class SchedulerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir("llama31-scheduler");
-    TestModelSpec spec;
-    spec.num_attention_heads = 4;
-    spec.head_dim = 16;
-    spec.intermediate_size = 128;
-    write_test_model(dir_->path(), spec);
-    model_ = LoadedModel::load(dir_->path()).release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete dir_;
-  }
-  static std::vector<TokenId> prompt(const std::string& text) {
-    std::vector<TokenId> p = {model_->bos_id()};
-    const auto ids = model_->tokenizer().encode(text);
-    p.insert(p.end(), ids.begin(), ids.end());
-    return p;
-  }
-  static SequenceRequest greedy(const std::string& text, int n) {
-    SequenceRequest r;
-    r.prompt = prompt(text);
-    r.max_new_tokens = n;
-    r.sampling.temperature = 0;
-    return r;
-  }
-  static SchedulerOptions small_options() {
-    SchedulerOptions o;
-    o.max_context = 512;
-    o.max_batch = 4;
-    o.prefill_chunk = 16;
-    return o;
-  }
-  static inline testing::TempDir* dir_ = nullptr;
-  static inline LoadedModel* model_ = nullptr;
-};
+using namespace testing_scheduler;
 
 TEST_F(SchedulerTest, GreedyTokensMatchGenerateForSeveralConcurrentRequests) {
   Scheduler sched(*model_, small_options());
@@ -259,17 +202,41 @@ TEST_F(SchedulerTest, AShortRequestFinishesWhileALongOneIsStillRunning) {
 }
 
 TEST_F(SchedulerTest, BatchLargerThanTheKernelGroupGivesEachRequestItsAloneTokens) {
+  const int n = kernels::small_rows() + 3;  // two groups of weight products per decode step
   SchedulerOptions o = small_options();
-  o.max_batch = 7;  // two groups of weight products per step (4 + 3 rows)
-  std::vector<std::vector<TokenId>> alone;
+  o.max_batch = n;
+  std::vector<Collected> alone;
   {
     Scheduler one_at_a_time(*model_, [&] { auto x = small_options(); x.max_batch = 1; return x; }());
-    for (int i = 0; i < 7; ++i) alone.push_back(drain(*one_at_a_time.submit(greedy("Prompt number " + std::to_string(i), 10))).tokens);
+    for (int i = 0; i < n; ++i) {
+      SequenceRequest r = greedy("Prompt number " + std::to_string(i), 10);
+      r.top_logprobs = 2;
+      alone.push_back(drain(*one_at_a_time.submit(std::move(r))));
+    }
   }
   Scheduler sched(*model_, o);
+  std::atomic<int> widest{0};
+  sched.on_step = [&](const SchedulerStats& st) {
+    int w = widest.load();
+    while (st.last_batch_size > w && !widest.compare_exchange_weak(w, st.last_batch_size)) {
+    }
+  };
   std::vector<std::unique_ptr<RequestStream>> streams;
-  for (int i = 0; i < 7; ++i) streams.push_back(sched.submit(greedy("Prompt number " + std::to_string(i), 10)));
-  for (int i = 0; i < 7; ++i) EXPECT_EQ(drain(*streams[static_cast<size_t>(i)]).tokens, alone[static_cast<size_t>(i)]) << i;
+  for (int i = 0; i < n; ++i) {
+    SequenceRequest r = greedy("Prompt number " + std::to_string(i), 10);
+    r.top_logprobs = 2;
+    streams.push_back(sched.submit(std::move(r)));
+  }
+  for (int i = 0; i < n; ++i) {
+    const Collected c = drain(*streams[static_cast<size_t>(i)]);
+    const Collected& a = alone[static_cast<size_t>(i)];
+    EXPECT_EQ(c.tokens, a.tokens) << i;
+    ASSERT_EQ(c.token_events.size(), a.token_events.size());
+    for (size_t t = 0; t < c.token_events.size(); ++t) {
+      EXPECT_EQ(c.token_events[t].logprob->logprob, a.token_events[t].logprob->logprob) << i << " token " << t;
+    }
+  }
+  EXPECT_GT(widest.load(), kernels::small_rows()) << "some step decoded more rows than one kernel group";
 }
 
 }  // namespace

@@ -156,6 +156,44 @@ TEST(Matmul, ManyRowsAgreeWithOneRowAtATime) {
   }
 }
 
+// Prompts batched together or cut into chunks must compute exactly what they compute alone: each row of
+// matmul_gemm is bitwise the same whatever rows surround it and however many there are; the small-row
+// kernel likewise for any count up to small_rows().
+TEST(Matmul, EachRowIsBitwiseIndependentOfTheOtherRows) {
+  KernelSettingsGuard guard;
+  for (const std::string& level : available_isas()) {
+    set_isa(level);
+    uint32_t seed = 4000;
+    for (DType type : testing::kAllTypes) {
+      const Shape s{29, 77, 300};
+      const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
+      const StoredWeights w = store_weights(random_floats(static_cast<size_t>(s.out) * s.in, seed++), type);
+      std::vector<float> all(static_cast<size_t>(s.rows) * s.out, NAN);
+      matmul_gemm(x.data(), s.rows, w.data(), type, s.out, s.in, all.data());
+      for (int first : {0, 5, 13}) {
+        for (int count : {1, 2, 3, 12, 13, 16}) {
+          if (first + count > s.rows) continue;
+          std::vector<float> part(static_cast<size_t>(count) * s.out, NAN);
+          matmul_gemm(x.data() + static_cast<size_t>(first) * s.in, count, w.data(), type, s.out, s.in, part.data());
+          EXPECT_EQ(0, std::memcmp(part.data(), all.data() + static_cast<size_t>(first) * s.out,
+                                   part.size() * sizeof(float)))
+              << describe(level, type, s) << " gemm rows " << first << "+" << count;
+        }
+      }
+      std::vector<float> one(static_cast<size_t>(s.out), NAN);
+      for (int count = 1; count <= small_rows(); ++count) {
+        std::vector<float> group(static_cast<size_t>(count) * s.out, NAN);
+        matmul(x.data(), count, w.data(), type, s.out, s.in, group.data());
+        for (int r = 0; r < count; ++r) {
+          matmul(x.data() + static_cast<size_t>(r) * s.in, 1, w.data(), type, s.out, s.in, one.data());
+          EXPECT_EQ(0, std::memcmp(one.data(), group.data() + static_cast<size_t>(r) * s.out, one.size() * sizeof(float)))
+              << describe(level, type, s) << " small rows " << count << " row " << r;
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, EmptyInputDimensionGivesZeros) {
   std::vector<float> y(6, NAN);
   matmul(nullptr, 2, nullptr, DType::BF16, 3, 0, y.data());

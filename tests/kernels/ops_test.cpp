@@ -224,8 +224,10 @@ TEST(Attention, GroupedQueryAttentionMatchesFloat64) {
     const auto expected = attention_reference(q, k, v, c);
     std::vector<float> scratch(static_cast<size_t>(c.n_ctx));
     std::vector<float> out(expected.size(), NAN);
-    scalar::attention(q.data(), k.data(), v.data(), c.n_ctx, c.n_heads, c.n_kv_heads, c.head_dim, c.kv_stride(),
-                      out.data(), scratch.data());
+    const float* k_block = k.data();
+    const float* v_block = v.data();
+    scalar::attention(q.data(), KvBlocks{&k_block, c.n_ctx, c.kv_stride()}, KvBlocks{&v_block, c.n_ctx, c.kv_stride()},
+                      c.n_ctx, c.n_heads, c.n_kv_heads, c.head_dim, out.data(), scratch.data());
     expect_near_relative(out, expected, 0.0, 1e-5, "scalar " + what);
     for_each_simd_level([&](const std::string& level) {
       std::vector<float> simd(expected.size(), NAN);
@@ -234,6 +236,49 @@ TEST(Attention, GroupedQueryAttentionMatchesFloat64) {
       expect_near_relative(simd, as_double(out), 0.0, 1e-5, level + " " + what);
     });
   }
+}
+
+// A paged cache holds the same rows as a contiguous one, block by block at scattered addresses: every level
+// must give bitwise the contiguous result, whatever the block size (positions are visited in order).
+TEST(Attention, PagedBlocksGiveTheContiguousResultBitwise) {
+  const AttentionCase c{75, 8, 2, 64};
+  const auto q = random_floats(static_cast<size_t>(c.n_heads * c.head_dim), 90, -2.0f, 2.0f);
+  const auto k = random_floats(c.n_ctx * c.kv_stride(), 91, -2.0f, 2.0f);
+  const auto v = random_floats(c.n_ctx * c.kv_stride(), 92);
+  std::vector<float> scratch(static_cast<size_t>(c.n_ctx));
+  auto check = [&](const std::string& level) {
+    std::vector<float> contiguous(static_cast<size_t>(c.n_heads * c.head_dim), NAN);
+    attention(q.data(), k.data(), v.data(), c.n_ctx, c.n_heads, c.n_kv_heads, c.head_dim, c.kv_stride(),
+              contiguous.data(), scratch.data());
+    for (int block_size : {1, 7, 16, 75, 128}) {
+      const int n_blocks = (c.n_ctx + block_size - 1) / block_size;
+      // Blocks stored in reverse order in one pool, with a gap row between them.
+      const size_t block_floats = static_cast<size_t>(block_size + 1) * c.kv_stride();
+      std::vector<float> k_pool(n_blocks * block_floats, NAN), v_pool(n_blocks * block_floats, NAN);
+      std::vector<const float*> k_blocks(n_blocks), v_blocks(n_blocks);
+      for (int b = 0; b < n_blocks; ++b) {
+        const size_t slot = static_cast<size_t>(n_blocks - 1 - b) * block_floats;
+        const int rows = std::min(block_size, c.n_ctx - b * block_size);
+        const size_t from = static_cast<size_t>(b) * block_size * c.kv_stride();
+        std::copy_n(k.begin() + from, rows * c.kv_stride(), k_pool.begin() + slot);
+        std::copy_n(v.begin() + from, rows * c.kv_stride(), v_pool.begin() + slot);
+        k_blocks[b] = k_pool.data() + slot;
+        v_blocks[b] = v_pool.data() + slot;
+      }
+      std::vector<float> paged(contiguous.size(), NAN);
+      attention(q.data(), KvBlocks{k_blocks.data(), block_size, c.kv_stride()},
+                KvBlocks{v_blocks.data(), block_size, c.kv_stride()}, c.n_ctx, c.n_heads, c.n_kv_heads, c.head_dim,
+                paged.data(), scratch.data());
+      EXPECT_EQ(0, std::memcmp(paged.data(), contiguous.data(), paged.size() * sizeof(float)))
+          << level << " block_size=" << block_size;
+    }
+  };
+  {
+    KernelSettingsGuard guard;
+    set_isa("scalar");
+    check("scalar");
+  }
+  for_each_simd_level(check);
 }
 
 TEST(Attention, ReentrantInsideAnOpenMpParallelRegion) {
