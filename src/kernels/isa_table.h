@@ -14,9 +14,10 @@ namespace llama31::kernels {
 // where the chunk starts, so results are bitwise the same for any number of threads.
 inline constexpr int kMatmulChunk = 64;
 
-// Up to this many rows of x, matmul reads W once for all rows (matrix-vector kernel); above it uses the
-// register-blocked matrix-matrix kernel.
-inline constexpr int kSmallRows = 8;
+// Up to this many rows of x, matmul reads W from memory once for all rows (matrix-vector kernel, four
+// rows per pass over each chunk of W, later passes from cache); above it uses the register-blocked
+// matrix-matrix kernel. A decode batch of this many sequences costs one pass over the weights.
+inline constexpr int kSmallRows = 16;
 
 struct IsaKernels {
   const char* name;

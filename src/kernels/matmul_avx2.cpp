@@ -41,16 +41,21 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
   const size_t n_in = static_cast<size_t>(in);
   constexpr size_t kSize = dtype_size(T);
   const char* rows[O];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) rows[j] = static_cast<const char*>(w) + static_cast<size_t>(o + j) * n_in * kSize;
   __m256 acc[O][R];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[j][r] = _mm256_setzero_ps();
   }
   const size_t full = n_in / kBlock * kBlock;
   const auto step = [&](const void* const* sources, size_t i) {
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       __m256 w_first, w_second;
       load_weights<T>(sources[j], w_first, w_second);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const float* xr = xp + static_cast<size_t>(r) * x_stride + i;
         acc[j][r] = _mm256_fmadd_ps(w_first, _mm256_loadu_ps(xr), acc[j][r]);
@@ -60,19 +65,23 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
   };
   for (size_t i = 0; i < full; i += kBlock) {
     const void* sources[O];
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) sources[j] = rows[j] + i * kSize;
     step(sources, i);
   }
   if (full < n_in) {  // the last partial block, copied into zero-padded buffers
     alignas(32) unsigned char tails[O][kBlock * kSize] = {};
     const void* sources[O];
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       std::copy(rows[j] + full * kSize, rows[j] + n_in * kSize, tails[j]);
       sources[j] = tails[j];
     }
     step(sources, full);
   }
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(acc[j][r]), _mm256_extractf128_ps(acc[j][r], 1));
       const __m128 two = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
@@ -85,7 +94,7 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
 template <DType T, int R>
 void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
   // Output rows per block: as many as the accumulators (O x R vectors) leave registers for.
-  constexpr int kOutRows = R == 1 ? 6 : R == 2 ? 4 : R <= 4 ? 2 : 1;
+  constexpr int kOutRows = R == 1 ? 6 : R == 2 ? 4 : 2;
   const size_t x_stride = padded_in(in);
   int o = o_begin;
   for (; o + kOutRows <= o_end; o += kOutRows) small_rows_block<T, R, kOutRows>(xp, x_stride, w, in, o, y, ldy);
@@ -95,15 +104,17 @@ void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o
 template <DType T>
 void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_begin, int o_end, float* y,
                      size_t ldy) {
-  switch (rows) {
-    case 1: small_rows_typed<T, 1>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 2: small_rows_typed<T, 2>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 3: small_rows_typed<T, 3>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 4: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 5: small_rows_typed<T, 5>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 6: small_rows_typed<T, 6>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 7: small_rows_typed<T, 7>(xp, w, in, o_begin, o_end, y, ldy); break;
-    default: small_rows_typed<T, 8>(xp, w, in, o_begin, o_end, y, ldy); break;
+  // Four rows at a time over this chunk of outputs: later passes find the chunk's weights in L2.
+  const size_t x_stride = padded_in(in);
+  for (int r0 = 0; r0 < rows; r0 += 4) {
+    const float* x_group = xp + static_cast<size_t>(r0) * x_stride;
+    float* y_group = y + static_cast<size_t>(r0) * ldy;
+    switch (std::min(4, rows - r0)) {
+      case 1: small_rows_typed<T, 1>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      case 2: small_rows_typed<T, 2>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      case 3: small_rows_typed<T, 3>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      default: small_rows_typed<T, 4>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+    }
   }
 }
 
@@ -187,6 +198,7 @@ void micro_kernel(const float* x, size_t x_stride, const float* panel, int depth
   const __m256i first_mask = lane_mask(cols);
   const __m256i second_mask = lane_mask(cols - 8);
   __m256 acc[R][2];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
       acc[r][0] = _mm256_maskload_ps(y + static_cast<size_t>(r) * ldy, first_mask);
@@ -199,12 +211,14 @@ void micro_kernel(const float* x, size_t x_stride, const float* panel, int depth
   for (int k = 0; k < depth; ++k) {
     const __m256 w_first = _mm256_load_ps(panel + k * kPanel);
     const __m256 w_second = _mm256_load_ps(panel + k * kPanel + 8);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m256 xb = _mm256_broadcast_ss(x + static_cast<size_t>(r) * x_stride + static_cast<size_t>(k));
       acc[r][0] = _mm256_fmadd_ps(xb, w_first, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(xb, w_second, acc[r][1]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     _mm256_maskstore_ps(y + static_cast<size_t>(r) * ldy, first_mask, acc[r][0]);
     _mm256_maskstore_ps(y + static_cast<size_t>(r) * ldy + 8, second_mask, acc[r][1]);

@@ -1,6 +1,8 @@
 // AVX-512 matmul: a matrix-vector kernel for a few rows of x (decode, memory-bound) and a register-
 // blocked matrix-matrix kernel for many rows (prefill, compute-bound). All arithmetic is fp32 FMA;
-// BF16 and F16 weights are widened to fp32 exactly.
+// BF16 and F16 weights are widened to fp32 exactly. The loops over rows (R) and output rows (O) carry
+// "#pragma GCC unroll": unrolled, their accumulators live in registers; GCC -O2 otherwise keeps the
+// accumulator arrays in memory and the matrix-matrix kernel runs at a third of its speed.
 // GCC 12 reports its own AVX-512 intrinsics (which start from an undefined register on purpose) as
 // using uninitialized values once inlined; the pragma must precede the header to cover its lines.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -70,18 +72,23 @@ template <DType T, int R, int O>
 void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {
   const size_t n_in = static_cast<size_t>(in);
   const void* rows[O];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
     rows[j] = static_cast<const char*>(w) + static_cast<size_t>(o + j) * n_in * dtype_size(T);
   }
   __m512 acc[O][R];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[j][r] = _mm512_setzero_ps();
   }
   const size_t full = n_in / kBlock * kBlock;
   for (size_t i = 0; i < full; i += kBlock) {
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       __m512 w_first, w_second;
       load_weights<T>(rows[j], i, w_first, w_second);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const float* xr = xp + static_cast<size_t>(r) * x_stride + i;
         acc[j][r] = _mm512_fmadd_ps(w_first, _mm512_loadu_ps(xr), acc[j][r]);
@@ -91,9 +98,11 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
   }
   if (full < n_in) {
     const int count = static_cast<int>(n_in - full);
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       __m512 w_first, w_second;
       load_weights_tail<T>(rows[j], full, count, w_first, w_second);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const float* xr = xp + static_cast<size_t>(r) * x_stride + full;
         acc[j][r] = _mm512_fmadd_ps(w_first, _mm512_loadu_ps(xr), acc[j][r]);
@@ -101,7 +110,9 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
       }
     }
   }
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = _mm512_reduce_add_ps(acc[j][r]);
     }
@@ -112,32 +123,33 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
 // bits together, relative error <= 2^-17), and vdpbf16ps multiplies 32 weights by each exactly in
 // fp32. This reads each weight once with one instruction per half instead of widening it: decode is
 // memory-bound, and fewer instructions per byte let two cores reach more of the bandwidth.
-// (llama.cpp rounds x to a single bf16, error 2^-9.) Row r of prepared x: hi at [0, padded), lo at
-// [padded, 2 padded), as uint16.
+// (llama.cpp rounds x to a single bf16, error 2^-9.) Prepared x is block-major (small_rows_prepare):
+// one pointer reaches all R rows of a block; per-row pointers ran out of registers at 8 rows.
 template <int R, int O>
-void small_rows_block_bf16(const float* xp, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {
+void small_rows_block_bf16(const uint16_t* x_first, size_t block_stride, const void* w, int in, int o, float* y,
+                           size_t ldy) {
   const size_t n_in = static_cast<size_t>(in);
-  const size_t padded = padded_in(in);
   const uint16_t* rows[O];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) rows[j] = static_cast<const uint16_t*>(w) + static_cast<size_t>(o + j) * n_in;
-  const uint16_t* x_hi[R];
-  const uint16_t* x_lo[R];
-  for (int r = 0; r < R; ++r) {
-    x_hi[r] = reinterpret_cast<const uint16_t*>(xp + static_cast<size_t>(r) * x_stride);
-    x_lo[r] = x_hi[r] + padded;
-  }
   __m512 acc[O][R];
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[j][r] = _mm512_setzero_ps();
   }
   auto step = [&](size_t i, __mmask32 mask) {
+    const uint16_t* xb = x_first + i / kBlock * block_stride;
     __m512bh hi[R], lo[R];
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      hi[r] = (__m512bh)_mm512_loadu_si512(x_hi[r] + i);
-      lo[r] = (__m512bh)_mm512_loadu_si512(x_lo[r] + i);
+      hi[r] = (__m512bh)_mm512_loadu_si512(xb + static_cast<size_t>(r) * 2 * kBlock);
+      lo[r] = (__m512bh)_mm512_loadu_si512(xb + static_cast<size_t>(r) * 2 * kBlock + kBlock);
     }
+    #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, rows[j] + i);
+      #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv, hi[r]);
         acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv, lo[r]);
@@ -147,7 +159,9 @@ void small_rows_block_bf16(const float* xp, size_t x_stride, const void* w, int 
   const size_t full = n_in / kBlock * kBlock;
   for (size_t i = 0; i < full; i += kBlock) step(i, static_cast<__mmask32>(0xffffffffu));
   if (full < n_in) step(full, static_cast<__mmask32>((uint64_t{1} << (n_in - full)) - 1u));
+  #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = _mm512_reduce_add_ps(acc[j][r]);
     }
@@ -157,30 +171,60 @@ void small_rows_block_bf16(const float* xp, size_t x_stride, const void* w, int 
 template <DType T, int R>
 void small_rows_typed(const float* xp, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
   // Output rows per block: as many as the accumulators (O x R vectors) leave registers for.
-  constexpr int kOutRows = R == 1 ? 8 : R <= 4 ? 4 : 2;
+  constexpr int kOutRows = R == 1 ? 8 : 4;
   const size_t x_stride = padded_in(in);
   int o = o_begin;
-  if constexpr (T == DType::BF16) {
-    for (; o + kOutRows <= o_end; o += kOutRows) small_rows_block_bf16<R, kOutRows>(xp, x_stride, w, in, o, y, ldy);
-    for (; o < o_end; ++o) small_rows_block_bf16<R, 1>(xp, x_stride, w, in, o, y, ldy);
-    return;
-  }
   for (; o + kOutRows <= o_end; o += kOutRows) small_rows_block<T, R, kOutRows>(xp, x_stride, w, in, o, y, ldy);
   for (; o < o_end; ++o) small_rows_block<T, R, 1>(xp, x_stride, w, in, o, y, ldy);
+}
+
+// BF16: R <= 4 rows of block-major prepared x starting at x_first (blocks block_stride uint16 apart).
+// O x R accumulators + 2R vectors of x fit the registers for R <= 4 with O = 4 (8 rows at once spill).
+template <int R>
+void small_rows_bf16(const uint16_t* x_first, size_t block_stride, const void* w, int in, int o_begin, int o_end,
+                     float* y, size_t ldy) {
+  constexpr int kOutRows = R == 1 ? 8 : 4;
+  int o = o_begin;
+  for (; o + kOutRows <= o_end; o += kOutRows) {
+    small_rows_block_bf16<R, kOutRows>(x_first, block_stride, w, in, o, y, ldy);
+  }
+  for (; o < o_end; ++o) small_rows_block_bf16<R, 1>(x_first, block_stride, w, in, o, y, ldy);
+}
+
+template <int R>
+void small_rows_bf16_group(const uint16_t* x_first, size_t block_stride, const void* w, int in, int o_begin,
+                           int o_end, float* y, size_t ldy, int rows) {
+  switch (rows) {
+    case 1: small_rows_bf16<1>(x_first, block_stride, w, in, o_begin, o_end, y, ldy); break;
+    case 2: small_rows_bf16<2>(x_first, block_stride, w, in, o_begin, o_end, y, ldy); break;
+    case 3: small_rows_bf16<3>(x_first, block_stride, w, in, o_begin, o_end, y, ldy); break;
+    default: small_rows_bf16<R>(x_first, block_stride, w, in, o_begin, o_end, y, ldy); break;
+  }
 }
 
 template <DType T>
 void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_begin, int o_end, float* y,
                      size_t ldy) {
-  switch (rows) {
-    case 1: small_rows_typed<T, 1>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 2: small_rows_typed<T, 2>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 3: small_rows_typed<T, 3>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 4: small_rows_typed<T, 4>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 5: small_rows_typed<T, 5>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 6: small_rows_typed<T, 6>(xp, w, in, o_begin, o_end, y, ldy); break;
-    case 7: small_rows_typed<T, 7>(xp, w, in, o_begin, o_end, y, ldy); break;
-    default: small_rows_typed<T, 8>(xp, w, in, o_begin, o_end, y, ldy); break;
+  if constexpr (T == DType::BF16) {
+    // Four rows at a time over this chunk of outputs: later passes find the chunk's weights in L2.
+    const auto* x_blocks = reinterpret_cast<const uint16_t*>(xp);
+    const size_t block_stride = static_cast<size_t>(rows) * 2 * kBlock;
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      small_rows_bf16_group<4>(x_blocks + static_cast<size_t>(r0) * 2 * kBlock, block_stride, w, in, o_begin, o_end,
+                               y + static_cast<size_t>(r0) * ldy, ldy, std::min(4, rows - r0));
+    }
+    return;
+  }
+  const size_t x_stride = padded_in(in);
+  for (int r0 = 0; r0 < rows; r0 += 4) {
+    const float* x_group = xp + static_cast<size_t>(r0) * x_stride;
+    float* y_group = y + static_cast<size_t>(r0) * ldy;
+    switch (std::min(4, rows - r0)) {
+      case 1: small_rows_typed<T, 1>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      case 2: small_rows_typed<T, 2>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      case 3: small_rows_typed<T, 3>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+      default: small_rows_typed<T, 4>(x_group, w, in, o_begin, o_end, y_group, ldy); break;
+    }
   }
 }
 
@@ -199,8 +243,9 @@ const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, 
       std::fill(dst + n_in, dst + stride, 0.0f);
       continue;
     }
-    auto* hi = reinterpret_cast<uint16_t*>(dst);
-    uint16_t* lo = hi + stride;
+    // Block-major (see small_rows_block_bf16): the hi and lo halves of rows' blocks side by side, so the
+    // kernel reaches every row of a block from one pointer.
+    auto* blocks = reinterpret_cast<uint16_t*>(scratch);
     for (size_t i = 0; i < stride; i += 16) {
       const size_t count = std::min<size_t>(16, n_in > i ? n_in - i : 0);
       const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
@@ -208,8 +253,9 @@ const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, 
       const __m256bh h = _mm512_cvtneps_pbh(v);
       const __m512 h_f32 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
       const __m256bh l = _mm512_cvtneps_pbh(_mm512_sub_ps(v, h_f32));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + i), (__m256i)h);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + i), (__m256i)l);
+      uint16_t* hi = blocks + (i / kBlock * static_cast<size_t>(rows) + static_cast<size_t>(r)) * 2 * kBlock + i % kBlock;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), (__m256i)h);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + kBlock), (__m256i)l);
     }
   }
   return scratch;
@@ -319,6 +365,7 @@ void micro_kernel(const float* x, size_t x_stride, const float* panel, int depth
   const __mmask16 first_mask = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
   const __mmask16 second_mask = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
   __m512 acc[R][2];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
       acc[r][0] = _mm512_maskz_loadu_ps(first_mask, y + static_cast<size_t>(r) * ldy);
@@ -331,12 +378,14 @@ void micro_kernel(const float* x, size_t x_stride, const float* panel, int depth
   for (int k = 0; k < depth; ++k) {
     const __m512 w_first = _mm512_load_ps(panel + k * kPanel);
     const __m512 w_second = _mm512_load_ps(panel + k * kPanel + 16);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 xb = _mm512_set1_ps(x[static_cast<size_t>(r) * x_stride + static_cast<size_t>(k)]);
       acc[r][0] = _mm512_fmadd_ps(xb, w_first, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(xb, w_second, acc[r][1]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     _mm512_mask_storeu_ps(y + static_cast<size_t>(r) * ldy, first_mask, acc[r][0]);
     _mm512_mask_storeu_ps(y + static_cast<size_t>(r) * ldy + 16, second_mask, acc[r][1]);

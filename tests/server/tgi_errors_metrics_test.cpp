@@ -160,5 +160,40 @@ TEST(ServerStreams, ClientDisconnectFreesTheSlot) {
   EXPECT_LT(metric(m->body, "llama31_generated_tokens_total"), 400);
 }
 
+// Back-pressure: with one batch slot and one queue place taken, the next request is refused with 429 at
+// once; once the slot frees, requests are served again.
+TEST(ServerErrors, AFullQueueAnswers429AndTheServerRecovers) {
+  SchedulerOptions sched = TestServer::small_scheduler();
+  sched.max_batch = 1;
+  sched.max_queue = 1;
+  TestServer server(ServerOptions{}, sched);
+  const json slow = {{"prompt", "a long story"}, {"max_tokens", 300}, {"temperature", 0}, {"ignore_eos", true}};
+  std::vector<std::thread> holders;
+  std::atomic<int> served{0};
+  for (int i = 0; i < 2; ++i) {
+    holders.emplace_back([&] {
+      auto c = server.client();
+      auto res = c.Post("/v1/completions", slow.dump(), "application/json");
+      if (res && res->status == 200) ++served;
+    });
+    // Wait until this request holds the slot (first) or the queue place (second).
+    auto c = server.client();
+    for (int tries = 0; tries < 500; ++tries) {
+      auto m = c.Get("/metrics");
+      ASSERT_TRUE(m);
+      if (metric(m->body, "llama31_running_sequences") + metric(m->body, "llama31_queue_depth") >= i + 1) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  auto c = server.client();
+  expect_error(c.Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}.dump(), "application/json"), 429,
+               "busy");
+  for (auto& t : holders) t.join();
+  EXPECT_EQ(served.load(), 2) << "the running and the queued request both completed";
+  auto res = c.Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+}
+
 }  // namespace
 }  // namespace llama31::server::testing
