@@ -83,9 +83,7 @@ TEST_F(SchedulerTest, ALongPromptIsPrefilledInChunksBesideRunningStreams) {
   std::atomic<int> widest_step{0};
   std::atomic<int> steps_with_both{0};
   sched.on_step = [&](const SchedulerStats& st) {
-    int w = widest_step.load();
-    while (st.last_step_positions > w && !widest_step.compare_exchange_weak(w, st.last_step_positions)) {
-    }
+    keep_max(widest_step, st.last_step_positions);
     if (st.last_step_positions > st.last_batch_size && st.last_batch_size > 0) ++steps_with_both;
   };
   std::string long_text;
@@ -114,12 +112,8 @@ TEST_F(SchedulerTest, AdmissionWaitsForKvBlocksAndEveryBlockComesBack) {
   std::atomic<int> most_running{0};
   std::atomic<int> most_blocks{0};
   sched.on_step = [&](const SchedulerStats& st) {
-    int m = most_running.load();
-    while (st.running > m && !most_running.compare_exchange_weak(m, st.running)) {
-    }
-    int b = most_blocks.load();
-    while (st.kv_blocks_used > b && !most_blocks.compare_exchange_weak(b, st.kv_blocks_used)) {
-    }
+    keep_max(most_running, st.running);
+    keep_max(most_blocks, st.kv_blocks_used);
   };
   std::vector<std::unique_ptr<RequestStream>> streams;
   for (int i = 0; i < 3; ++i) streams.push_back(sched.submit(greedy("Request " + std::to_string(i), 20)));

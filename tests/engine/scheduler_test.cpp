@@ -183,9 +183,7 @@ TEST_F(SchedulerTest, AShortRequestFinishesWhileALongOneIsStillRunning) {
   std::atomic<int> widest{0};
   sched.on_step = [&](const SchedulerStats& st) {
     EXPECT_LE(st.running, o.max_batch);
-    int w = widest.load();
-    while (st.last_batch_size > w && !widest.compare_exchange_weak(w, st.last_batch_size)) {
-    }
+    keep_max(widest, st.last_batch_size);
   };
   SequenceRequest long_request = greedy("Tell me a long story", 400);
   long_request.stop_ids.clear();
@@ -217,9 +215,7 @@ TEST_F(SchedulerTest, BatchLargerThanTheKernelGroupGivesEachRequestItsAloneToken
   Scheduler sched(*model_, o);
   std::atomic<int> widest{0};
   sched.on_step = [&](const SchedulerStats& st) {
-    int w = widest.load();
-    while (st.last_batch_size > w && !widest.compare_exchange_weak(w, st.last_batch_size)) {
-    }
+    keep_max(widest, st.last_batch_size);
   };
   std::vector<std::unique_ptr<RequestStream>> streams;
   for (int i = 0; i < n; ++i) {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,13 @@ struct Collected {
   std::vector<StreamEvent> token_events;
   StreamEvent finished;
 };
+
+// Raises `most` to `value` if it is larger (on_step runs on the scheduler's thread).
+inline void keep_max(std::atomic<int>& most, int value) {
+  int seen = most.load();
+  while (value > seen && !most.compare_exchange_weak(seen, value)) {
+  }
+}
 
 inline Collected drain(RequestStream& s) {
   Collected c;
