@@ -14,6 +14,8 @@ void add_tokenize_commands(CLI::App& app);  // tokenize and detokenize
 void add_memory_command(CLI::App& app);
 void add_make_test_model_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
 void add_template_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_guard_command(CLI::App& app);

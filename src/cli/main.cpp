@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   llama31::cli::add_memory_command(app);
   llama31::cli::add_make_test_model_command(app);
   llama31::cli::add_convert_command(app);
+  llama31::cli::add_quantize_command(app);
+  llama31::cli::add_compare_command(app);
   llama31::cli::add_template_command(app);
   llama31::cli::add_chat_command(app);
   llama31::cli::add_guard_command(app);

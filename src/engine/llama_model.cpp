@@ -20,6 +20,17 @@ std::vector<float> to_f32(const TensorView& t) {
 
 }  // namespace
 
+void fake_quantize_fp8_rows(float* x, int rows, int width, float scale_ub) {
+  for (int r = 0; r < rows; ++r) {
+    float* row = x + static_cast<size_t>(r) * width;
+    float max_abs = 0.0f;
+    for (int i = 0; i < width; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
+    const float scale = std::min(max_abs, scale_ub) / 448.0f;
+    if (scale == 0.0f) continue;
+    for (int i = 0; i < width; ++i) row[i] = f8e4m3_to_f32(f32_to_f8e4m3(row[i] / scale)) * scale;
+  }
+}
+
 void apply_linear(const TensorView& w, const float* x, int rows, float* y) {
   kernels::matmul(x, rows, w.data, w.dtype, static_cast<int>(w.shape[0]), static_cast<int>(w.shape[1]), y);
 }
@@ -43,6 +54,8 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
     layer.post_attn_norm = to_f32(w.get(layer_tensor_name(l, "post_attention_layernorm.weight")));
     layers_.push_back(std::move(layer));
   }
+  for (const std::string& module : folder.fp8_activation_modules) fp8_inputs_.insert(&w.get(module + ".weight"));
+  if (config_.quantization) fp8_scale_ub_ = static_cast<float>(config_.quantization->activation_scale_ub);
   inv_freq_ = rope_inverse_frequencies(config_);
 }
 
@@ -192,7 +205,13 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
                    y_rows + static_cast<size_t>(r - first) * out);
     }
   };
+  std::vector<float> fp8_x;
   auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
+    if (fp8_inputs_.count(&w) != 0) {  // FP8 layer: its input rows go through e4m3 first, per token
+      fp8_x.assign(x_rows, x_rows + static_cast<size_t>(n) * in);
+      fake_quantize_fp8_rows(fp8_x.data(), n, in, fp8_scale_ub_);
+      x_rows = fp8_x.data();
+    }
     if (prefill_rows > 0) {
       kernels::matmul_gemm(x_rows, prefill_rows, w.data, w.dtype, static_cast<int>(w.shape[0]),
                            static_cast<int>(w.shape[1]), y_rows);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <span>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/kv_cache.h"
@@ -82,7 +83,13 @@ class LlamaModel {
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
   std::vector<double> inv_freq_;
+  std::unordered_set<const TensorView*> fp8_inputs_;  // FP8 layers (fbgemm_fp8): inputs quantized per token
+  float fp8_scale_ub_ = 1200.0f;
 };
+
+// FP8 activations as fbgemm_fp8 forms them: each row scaled by min(max|x|, scale_ub) / 448, rounded
+// to e4m3 (saturating) and scaled back.
+void fake_quantize_fp8_rows(float* x, int rows, int width, float scale_ub);
 
 // Applies a weight matrix stored as [out][in] to rows of fp32 activations.
 void apply_linear(const TensorView& w, const float* x, int rows, float* y);

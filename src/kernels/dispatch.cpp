@@ -97,7 +97,10 @@ void check_pointer(const char* kernel, const char* what, const void* pointer) {
 namespace {
 
 // Argument checks shared by both products; false when there is nothing to compute.
-bool matmul_args_ok(const float* x, int rows, const void* w, int out, int in, float* y) {
+bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
+  if (!is_compute_dtype(w_type)) {
+    fail("kernels::matmul: weights of dtype {} must be dequantized first", dtype_name(w_type));
+  }
   check_count("matmul", "rows", rows);
   check_count("matmul", "out", out);
   check_count("matmul", "in", in);
@@ -117,7 +120,7 @@ bool matmul_args_ok(const float* x, int rows, const void* w, int out, int in, fl
 int small_rows() { return kSmallRows; }
 
 void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
-  if (!matmul_args_ok(x, rows, w, out, in, y)) return;
+  if (!matmul_args_ok(x, rows, w, w_type, out, in, y)) return;
   const IsaKernels& kernels = isa();
   const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);
   for_each_chunk(out, work, [&](int o_begin, int o_end) {
@@ -126,17 +129,7 @@ void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out,
 }
 
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
-  check_count("matmul", "rows", rows);
-  check_count("matmul", "out", out);
-  check_count("matmul", "in", in);
-  if (rows == 0 || out == 0) return;
-  check_pointer("matmul", "y", y);
-  if (in == 0) {
-    std::fill(y, y + static_cast<size_t>(rows) * static_cast<size_t>(out), 0.0f);
-    return;
-  }
-  check_pointer("matmul", "x", x);
-  check_pointer("matmul", "W", w);
+  if (!matmul_args_ok(x, rows, w, w_type, out, in, y)) return;
   const IsaKernels& kernels = isa();
   const size_t ldy = static_cast<size_t>(out);
   const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);

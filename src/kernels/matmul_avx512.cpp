@@ -267,6 +267,8 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::BF16: small_rows_rows<DType::BF16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32:
+    case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
 }
 
@@ -427,6 +429,8 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::BF16: many_rows_typed<DType::BF16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32:
+    case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
 }
 

@@ -162,6 +162,9 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& j, const std::string& s
     fail("{}: bos_token_id {} is outside the vocabulary (size {})", source, *c.bos_token_id, c.vocab_size);
   }
   c.torch_dtype = json_fields::optional_string(j, "torch_dtype", source).value_or("");
+  if (const auto it = j.find("quantization_config"); it != j.end() && !it->is_null()) {
+    c.quantization = QuantizationConfig::from_json(*it, source);
+  }
   // Every size product the engine forms must fit comfortably in 64 bits.
   const long long q_width = static_cast<long long>(c.num_attention_heads) * c.head_dim;
   if (q_width > (1LL << 31)) fail("{}: num_attention_heads * head_dim ({}) is too large", source, q_width);
@@ -195,6 +198,7 @@ nlohmann::json LlamaConfig::to_json() const {
   j["num_hidden_layers"] = num_hidden_layers;
   j["num_key_value_heads"] = num_key_value_heads;
   j["pretraining_tp"] = 1;
+  if (quantization) j["quantization_config"] = quantization->to_json();
   j["rms_norm_eps"] = rms_norm_eps;
   if (rope_scaling) {
     j["rope_scaling"] = {{"factor", rope_scaling->factor},

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "model_files/quantization_config.h"
+
 namespace llama31 {
 
 // rope_scaling of type "llama3" (Llama 3.1): frequencies whose wavelength exceeds
@@ -40,6 +42,7 @@ struct LlamaConfig {
   std::optional<int> bos_token_id;
   std::vector<int> eos_token_ids;  // config.json eos_token_id, a number or a list
   std::string torch_dtype;
+  std::optional<QuantizationConfig> quantization;  // quantization_config of a quantized checkpoint
 
   // Parses and validates; errors name `source` (the file) and the field.
   static LlamaConfig from_json(const nlohmann::json& j, const std::string& source);

@@ -158,8 +158,10 @@ uint32_t gguf_file_type(DType dtype) {  // llama_ftype: ALL_F32 = 0, MOSTLY_F16 
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::BF16: return 32;
+    case DType::I32:
+    case DType::F8_E4M3: break;
   }
-  return 0;
+  fail("GGUF output of {} weights is not supported", dtype_name(dtype));
 }
 
 }  // namespace
@@ -169,8 +171,10 @@ GgmlType ggml_type_for(DType dtype) {
     case DType::F32: return GgmlType::F32;
     case DType::F16: return GgmlType::F16;
     case DType::BF16: return GgmlType::BF16;
+    case DType::I32:
+    case DType::F8_E4M3: break;
   }
-  return GgmlType::F32;
+  fail("GGUF has no tensor type for {}", dtype_name(dtype));
 }
 
 void GgufWriter::begin_key(const std::string& key, GgufValueType type) {

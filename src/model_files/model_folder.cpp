@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "model_files/quantized_weights.h"
 #include "util/error.h"
 
 namespace llama31 {
@@ -14,20 +15,28 @@ void check_tensors(const TensorStore& weights, const LlamaConfig& c) {
   const int64_t kv_width = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
   const int64_t inter = c.intermediate_size;
   const int64_t vocab = c.vocab_size;
-  weights.get("model.embed_tokens.weight", {vocab, hidden});
+  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorView& t = weights.get(name, shape);
+    if (!is_compute_dtype(t.dtype)) {
+      fail("{}: tensor {} has dtype {}; model weights must be BF16, F16 or F32 (or a quantization the "
+           "config's quantization_config declares)",
+           t.file.string(), name, dtype_name(t.dtype));
+    }
+  };
+  get("model.embed_tokens.weight", {vocab, hidden});
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
-    weights.get(layer_tensor_name(layer, "input_layernorm.weight"), {hidden});
-    weights.get(layer_tensor_name(layer, "self_attn.q_proj.weight"), {q_width, hidden});
-    weights.get(layer_tensor_name(layer, "self_attn.k_proj.weight"), {kv_width, hidden});
-    weights.get(layer_tensor_name(layer, "self_attn.v_proj.weight"), {kv_width, hidden});
-    weights.get(layer_tensor_name(layer, "self_attn.o_proj.weight"), {hidden, q_width});
-    weights.get(layer_tensor_name(layer, "post_attention_layernorm.weight"), {hidden});
-    weights.get(layer_tensor_name(layer, "mlp.gate_proj.weight"), {inter, hidden});
-    weights.get(layer_tensor_name(layer, "mlp.up_proj.weight"), {inter, hidden});
-    weights.get(layer_tensor_name(layer, "mlp.down_proj.weight"), {hidden, inter});
+    get(layer_tensor_name(layer, "input_layernorm.weight"), {hidden});
+    get(layer_tensor_name(layer, "self_attn.q_proj.weight"), {q_width, hidden});
+    get(layer_tensor_name(layer, "self_attn.k_proj.weight"), {kv_width, hidden});
+    get(layer_tensor_name(layer, "self_attn.v_proj.weight"), {kv_width, hidden});
+    get(layer_tensor_name(layer, "self_attn.o_proj.weight"), {hidden, q_width});
+    get(layer_tensor_name(layer, "post_attention_layernorm.weight"), {hidden});
+    get(layer_tensor_name(layer, "mlp.gate_proj.weight"), {inter, hidden});
+    get(layer_tensor_name(layer, "mlp.up_proj.weight"), {inter, hidden});
+    get(layer_tensor_name(layer, "mlp.down_proj.weight"), {hidden, inter});
   }
-  weights.get("model.norm.weight", {hidden});
-  if (!c.tie_word_embeddings) weights.get("lm_head.weight", {vocab, hidden});
+  get("model.norm.weight", {hidden});
+  if (!c.tie_word_embeddings) get("lm_head.weight", {vocab, hidden});
   // A layer beyond num_hidden_layers means config and weights disagree.
   if (weights.find(layer_tensor_name(c.num_hidden_layers, "input_layernorm.weight")) != nullptr) {
     fail("{}: weights hold more layers than num_hidden_layers ({}) in config.json", weights.dir().string(),
@@ -56,6 +65,7 @@ ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
   folder.config = LlamaConfig::from_file(config_path);
   folder.generation = GenerationConfig::from_file_or_empty(dir / "generation_config.json");
   folder.weights = TensorStore::open_folder(dir);
+  folder.fp8_activation_modules = dequantize_checkpoint(folder.weights, folder.config, /*show_progress=*/true);
   check_tensors(folder.weights, folder.config);
   return folder;
 }

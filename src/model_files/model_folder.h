@@ -2,6 +2,8 @@
 #pragma once
 
 #include <filesystem>
+#include <set>
+#include <string>
 
 #include "model_files/config.h"
 #include "model_files/safetensors.h"
@@ -12,12 +14,15 @@ struct ModelFolder {
   std::filesystem::path dir;
   LlamaConfig config;
   GenerationConfig generation;
-  TensorStore weights;
+  TensorStore weights;  // quantized layers (AWQ, GPTQ, FP8) already dequantized to dense weights
+  // Linear layers (names without ".weight") whose inputs are quantized per token to FP8 (fbgemm_fp8).
+  std::set<std::string> fp8_activation_modules;
   std::filesystem::path tokenizer_json;         // dir/tokenizer.json (must exist)
   std::filesystem::path tokenizer_config_json;  // dir/tokenizer_config.json (may be absent)
 
   // Validates the architecture (LlamaForCausalLM), the config and that every tensor the Llama
-  // architecture needs is present with the right shape and a supported dtype.
+  // architecture needs is present with the right shape and a supported dtype. A quantized checkpoint
+  // (config.json quantization_config) has its quantized layers dequantized, with progress on stderr.
   static ModelFolder open(const std::filesystem::path& dir);
 };
 

@@ -25,6 +25,8 @@ std::optional<DType> dtype_from_name(const std::string& name) {
   if (name == "F32") return DType::F32;
   if (name == "F16") return DType::F16;
   if (name == "BF16") return DType::BF16;
+  if (name == "I32") return DType::I32;
+  if (name == "F8_E4M3") return DType::F8_E4M3;
   return std::nullopt;
 }
 
@@ -57,7 +59,7 @@ TensorView parse_tensor_entry(const std::string& name, const nlohmann::json& ent
   const std::string dtype_string = dtype_it->get<std::string>();
   const std::optional<DType> dtype = dtype_from_name(dtype_string);
   if (!dtype) {
-    fail("{}: tensor {} has unsupported dtype {} (supported: BF16, F16, F32)", file, name, dtype_string);
+    fail("{}: tensor {} has unsupported dtype {} (supported: BF16, F16, F32, I32, F8_E4M3)", file, name, dtype_string);
   }
   TensorView view;
   view.name = name;
@@ -247,6 +249,24 @@ size_t TensorStore::total_bytes() const {
   return total;
 }
 
+const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                                         std::vector<std::byte> data) {
+  auto owned = std::make_unique<OwnedTensor>();
+  owned->view.name = name;
+  owned->view.dtype = dtype;
+  owned->view.shape = std::move(shape);
+  owned->view.file = dir_;
+  owned->bytes = std::move(data);
+  if (owned->bytes.size() != static_cast<size_t>(owned->view.numel()) * dtype_size(dtype)) {
+    fail("tensor {}: {} bytes for shape {}", name, owned->bytes.size(), owned->view.shape_string());
+  }
+  owned->view.data = owned->bytes.data();
+  owned->view.nbytes = owned->bytes.size();
+  owned_.push_back(std::move(owned));
+  by_name_[name] = &owned_.back()->view;
+  return owned_.back()->view;
+}
+
 void TensorStore::prefault(bool show_progress) const {
   size_t total = 0;
   for (const auto& f : files_) total += f->mapped().size();
@@ -303,6 +323,50 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   }
   out.close();
   if (!out) fail("cannot write {}", path.string());
+}
+
+SafetensorsFolderWriter::SafetensorsFolderWriter(std::filesystem::path dir, size_t shard_bytes,
+                                                 std::map<std::string, std::string> metadata)
+    : dir_(std::move(dir)), shard_bytes_(shard_bytes), metadata_(std::move(metadata)) {}
+
+void SafetensorsFolderWriter::add(TensorToWrite tensor) {
+  if (!pending_.empty() && pending_bytes_ + tensor.data.size() > shard_bytes_) flush();
+  pending_bytes_ += tensor.data.size();
+  pending_.push_back(std::move(tensor));
+}
+
+void SafetensorsFolderWriter::flush() {
+  if (pending_.empty()) return;
+  const std::filesystem::path path = dir_ / fmt::format("shard-{:05d}.partial", shard_tensors_.size() + 1);
+  write_safetensors(path, pending_, metadata_);
+  std::vector<std::string> names;
+  for (const TensorToWrite& t : pending_) names.push_back(t.name);
+  shard_tensors_.push_back(std::move(names));
+  total_bytes_ += pending_bytes_;
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+size_t SafetensorsFolderWriter::finish() {
+  flush();
+  const size_t n = shard_tensors_.size();
+  if (n == 0) fail("{}: no tensors to write", dir_.string());
+  if (n == 1) {
+    std::filesystem::rename(dir_ / "shard-00001.partial", dir_ / kSingleFileName);
+    return total_bytes_;
+  }
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t i = 0; i < n; ++i) {
+    const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, n);
+    std::filesystem::rename(dir_ / fmt::format("shard-{:05d}.partial", i + 1), dir_ / file);
+    for (const std::string& name : shard_tensors_[i]) weight_map[name] = file;
+  }
+  const nlohmann::json index = {{"metadata", {{"total_size", total_bytes_}}}, {"weight_map", weight_map}};
+  std::ofstream out(dir_ / kIndexFileName, std::ios::trunc);
+  out << index.dump(2) << '\n';
+  out.close();
+  if (!out) fail("cannot write {}", (dir_ / kIndexFileName).string());
+  return total_bytes_;
 }
 
 }  // namespace llama31

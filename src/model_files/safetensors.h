@@ -57,13 +57,22 @@ class TensorStore {
   const TensorView& get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  // Adds a tensor held in memory (a dequantized weight), replacing any stored tensor of that name.
+  // data must hold numel * dtype_size bytes; views of it stay valid as long as the store.
+  const TensorView& add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                              std::vector<std::byte> data);
   // Makes every weight file resident (MappedFile::prefault), showing progress on stderr.
   void prefault(bool show_progress) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   std::filesystem::path dir_;
+  struct OwnedTensor {
+    TensorView view;
+    std::vector<std::byte> bytes;
+  };
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<OwnedTensor>> owned_;
   std::map<std::string, const TensorView*> by_name_;
 };
 
@@ -78,5 +87,26 @@ struct TensorToWrite {
 // Writes a safetensors file (8-byte header length, JSON header with "__metadata__", data aligned to 8).
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// Writes a model's tensors into a folder as model.safetensors or, past shard_bytes, as shards
+// model-0000i-of-0000n.safetensors with model.safetensors.index.json, holding one shard in memory.
+class SafetensorsFolderWriter {
+ public:
+  explicit SafetensorsFolderWriter(std::filesystem::path dir, size_t shard_bytes = size_t{4} << 30,
+                                   std::map<std::string, std::string> metadata = {{"format", "pt"}});
+  void add(TensorToWrite tensor);
+  // Writes the last shard and the index; returns the bytes of tensor data written.
+  size_t finish();
+
+ private:
+  void flush();
+  std::filesystem::path dir_;
+  size_t shard_bytes_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<TensorToWrite> pending_;
+  size_t pending_bytes_ = 0;
+  size_t total_bytes_ = 0;
+  std::vector<std::vector<std::string>> shard_tensors_;  // names per written shard
+};
 
 }  // namespace llama31

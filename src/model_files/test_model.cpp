@@ -72,8 +72,10 @@ float round_to_dtype(float value, DType dtype) {
     case DType::BF16: return bf16_to_f32(f32_to_bf16(value));
     case DType::F16: return f16_to_f32(f32_to_f16(value));
     case DType::F32: return value;
+    case DType::I32:
+    case DType::F8_E4M3: break;
   }
-  return value;
+  fail("test models are written in BF16, F16 or F32, not {}", dtype_name(dtype));
 }
 
 std::vector<uint8_t> encode(const std::vector<float>& values, DType dtype) {
@@ -150,6 +152,8 @@ nlohmann::json test_config_json(const TestModelSpec& spec) {
     case DType::BF16: c.torch_dtype = "bfloat16"; break;
     case DType::F16: c.torch_dtype = "float16"; break;
     case DType::F32: c.torch_dtype = "float32"; break;
+    case DType::I32:
+    case DType::F8_E4M3: fail("test models are written in BF16, F16 or F32, not {}", dtype_name(spec.dtype));
   }
   nlohmann::json j = c.to_json();
   // Keep token ids inside small test vocabularies so the config stays valid.

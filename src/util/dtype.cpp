@@ -11,6 +11,8 @@ std::string_view dtype_name(DType t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
+    case DType::F8_E4M3: return "F8_E4M3";
   }
   return "?";
 }
@@ -60,6 +62,37 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (exponent << 10) | mantissa);
 }
 
+float f8e4m3_to_f32(uint8_t v) {
+  const bool negative = (v & 0x80u) != 0;
+  const int exponent = (v >> 3) & 0xf;
+  const int mantissa = v & 0x7;
+  if (exponent == 0xf && mantissa == 0x7) return NAN;
+  const float magnitude = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -9)
+                                        : std::ldexp(static_cast<float>(8 + mantissa), exponent - 10);
+  return negative ? -magnitude : magnitude;
+}
+
+uint8_t f32_to_f8e4m3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80u : 0x00u;
+  const float a = std::fabs(f);
+  if (a >= 448.0f) return static_cast<uint8_t>(sign | 0x7e);  // 448
+  // Find the binade: subnormals are multiples of 2^-9, normals have 3 mantissa bits.
+  int exponent = 0;
+  std::frexp(a, &exponent);  // a = m * 2^exponent, m in [0.5, 1)
+  const int unbiased = exponent - 1;
+  const int step_exponent = unbiased < -6 ? -9 : unbiased - 3;
+  const float steps = std::nearbyint(std::ldexp(a, -step_exponent));  // ties to even (default rounding)
+  const float rounded = std::ldexp(steps, step_exponent);
+  if (rounded == 0.0f) return sign;
+  int e = 0;
+  std::frexp(rounded, &e);
+  const int biased = e - 1 + 7;
+  if (biased <= 0) return static_cast<uint8_t>(sign | static_cast<uint8_t>(std::ldexp(rounded, 9)));
+  const int mantissa = static_cast<int>(std::ldexp(rounded, -(e - 1) + 3)) - 8;
+  return static_cast<uint8_t>(sign | (biased << 3) | mantissa);
+}
+
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
     case DType::F32:
@@ -73,6 +106,16 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
     case DType::F16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    case DType::I32: {
+      const auto* s = static_cast<const int32_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+      return;
+    }
+    case DType::F8_E4M3: {
+      const auto* s = static_cast<const uint8_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = f8e4m3_to_f32(s[i]);
       return;
     }
   }

@@ -7,9 +7,21 @@
 
 namespace llama31 {
 
-enum class DType { F32, F16, BF16 };
+// F32, F16 and BF16 are what the kernels multiply by. I32 and F8_E4M3 only appear in stored quantized
+// checkpoints (packed int4 words, FP8 weights), which model_files turns into one of the others.
+enum class DType { F32, F16, BF16, I32, F8_E4M3 };
 
-constexpr size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+constexpr size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::F8_E4M3: return 1;
+  }
+  return 0;
+}
+constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
 DType dtype_from_option(std::string_view name, std::string_view option = "--dtype");
@@ -34,7 +46,12 @@ inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
-// Converts n stored elements of type t to float.
+// FP8 E4M3 as torch's float8_e4m3fn: bias 7, no infinities, 0x7f / 0xff are NaN, largest finite 448.
+float f8e4m3_to_f32(uint8_t v);
+// Round to nearest even; magnitudes beyond 448 saturate to +-448 (callers scale into range first).
+uint8_t f32_to_f8e4m3(float f);
+
+// Converts n stored elements of type t to float (I32 as integers).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
 
 }  // namespace llama31

@@ -267,9 +267,26 @@ TEST_F(BrokenFolder, UnsupportedArchitecture) {
 }
 
 TEST_F(BrokenFolder, UnsupportedDtypeInAWeightFile) {
-  const std::string header = R"({"model.norm.weight":{"dtype":"I32","shape":[64],"data_offsets":[0,256]}})";
-  testing::write_bytes(dir_.path() / "model.safetensors", testing::raw_safetensors(header, std::string(256, '\0')));
-  expect_open_fails({"model.safetensors", "model.norm.weight", "I32"});
+  const std::string header = R"({"model.norm.weight":{"dtype":"I8","shape":[64],"data_offsets":[0,64]}})";
+  testing::write_bytes(dir_.path() / "model.safetensors", testing::raw_safetensors(header, std::string(64, '\0')));
+  expect_open_fails({"model.safetensors", "model.norm.weight", "I8"});
+}
+
+TEST_F(BrokenFolder, QuantizedDtypeWithoutAQuantizationConfig) {
+  // I32 and F8_E4M3 are read (quantized checkpoints hold them) but are no weights on their own.
+  rewrite_weights(dir_.path(), [](std::vector<TensorToWrite>& tensors) {
+    for (TensorToWrite& t : tensors) {
+      if (t.name == "model.norm.weight") {
+        t.dtype = DType::I32;
+        t.data.assign(64 * 4, 1);
+      }
+      if (t.name == "model.layers.1.mlp.up_proj.weight") {
+        t.dtype = DType::F8_E4M3;
+        t.data.resize(t.data.size() / 2);
+      }
+    }
+  });
+  expect_open_fails({"model.layers.1.mlp.up_proj.weight", "F8_E4M3", "quantization_config"});
 }
 
 }  // namespace

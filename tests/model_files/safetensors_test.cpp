@@ -200,8 +200,8 @@ TEST_F(BadSafetensors, UnsupportedDtypeNamesTensorAndDtype) {
   expect_rejected(raw_safetensors(R"({"model.layers.0.q.weight":{"dtype":"I8","shape":[16],"data_offsets":[0,16]}})",
                                   data),
                   {"model.safetensors: tensor model.layers.0.q.weight has unsupported dtype I8"});
-  expect_rejected(raw_safetensors(R"({"w":{"dtype":"F8_E4M3","shape":[16],"data_offsets":[0,16]}})", data),
-                  {"F8_E4M3"});
+  expect_rejected(raw_safetensors(R"({"w":{"dtype":"F8_E5M2","shape":[16],"data_offsets":[0,16]}})", data),
+                  {"F8_E5M2"});
   expect_rejected(raw_safetensors(R"({"w":{"shape":[16],"data_offsets":[0,16]}})", data), {"tensor w", "dtype"});
 }
 

@@ -1,0 +1,266 @@
+#include "model_files/quantized_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+
+#include "model_files/model_folder.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace llama31 {
+namespace {
+
+void require_dtype(const TensorView& t, DType dtype) {
+  if (t.dtype != dtype) {
+    fail("{}: tensor {} has dtype {}, expected {}", t.file.string(), t.name, dtype_name(t.dtype), dtype_name(dtype));
+  }
+}
+
+void require_float(const TensorView& t) {
+  if (!is_compute_dtype(t.dtype)) {
+    fail("{}: tensor {} has dtype {}, expected F16, BF16 or F32", t.file.string(), t.name, dtype_name(t.dtype));
+  }
+}
+
+void require_shape(const TensorView& t, const std::vector<int64_t>& shape) {
+  if (t.shape != shape) {
+    TensorView expected;
+    expected.shape = shape;
+    fail("{}: tensor {} has shape {}, expected {}", t.file.string(), t.name, t.shape_string(), expected.shape_string());
+  }
+}
+
+void require_2d(const TensorView& t) {
+  if (t.shape.size() != 2 || t.shape[0] <= 0 || t.shape[1] <= 0) {
+    fail("{}: tensor {} must be a non-empty matrix, has shape {}", t.file.string(), t.name, t.shape_string());
+  }
+}
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> values(static_cast<size_t>(t.numel()));
+  convert_to_f32(t.dtype, t.data, values.data(), values.size());
+  return values;
+}
+
+const int32_t* words(const TensorView& t) { return reinterpret_cast<const int32_t*>(t.data); }
+
+int nibble(int32_t word, int index) { return static_cast<int>((static_cast<uint32_t>(word) >> (4 * index)) & 0xfu); }
+
+// (q - z) * s rounded once to f16: the product is exact in fp32, so this is f16 arithmetic's result.
+uint16_t dequant_f16(int q, int z, float s) { return f32_to_f16(static_cast<float>(q - z) * s); }
+
+template <typename Bytes>
+std::vector<std::byte> as_bytes(const std::vector<Bytes>& values) {
+  std::vector<std::byte> bytes(values.size() * sizeof(Bytes));
+  std::memcpy(bytes.data(), values.data(), bytes.size());
+  return bytes;
+}
+
+const char* const kLinearModules[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                      "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+}  // namespace
+
+std::vector<uint16_t> dequantize_awq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
+                                     int group_size) {
+  require_dtype(qweight, DType::I32);
+  require_dtype(qzeros, DType::I32);
+  require_float(scales);
+  require_2d(qweight);
+  const int64_t in = qweight.shape[0];
+  const int64_t out = qweight.shape[1] * 8;
+  if (group_size <= 0 || in % group_size != 0) {
+    fail("{}: tensor {} has {} input rows, not a multiple of group_size {}", qweight.file.string(), qweight.name, in,
+         group_size);
+  }
+  const int64_t groups = in / group_size;
+  require_shape(qzeros, {groups, out / 8});
+  require_shape(scales, {groups, out});
+  const std::vector<float> s = to_f32(scales);
+  const int32_t* q = words(qweight);
+  const int32_t* z = words(qzeros);
+  std::vector<uint16_t> w(static_cast<size_t>(out * in));
+  const int64_t packed_cols = out / 8;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < packed_cols; ++c) {
+    for (int64_t i = 0; i < in; ++i) {
+      const int64_t g = i / group_size;
+      const int32_t q_word = q[i * packed_cols + c];
+      const int32_t z_word = z[g * packed_cols + c];
+      for (int n = 0; n < 8; ++n) {
+        const int64_t o = 8 * c + kAwqOrder[static_cast<size_t>(n)];
+        w[static_cast<size_t>(o * in + i)] = dequant_f16(nibble(q_word, n), nibble(z_word, n), s[static_cast<size_t>(g * out + o)]);
+      }
+    }
+  }
+  return w;
+}
+
+std::vector<uint16_t> dequantize_gptq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
+                                      const TensorView* g_idx, int group_size) {
+  require_dtype(qweight, DType::I32);
+  require_dtype(qzeros, DType::I32);
+  require_float(scales);
+  require_2d(qweight);
+  const int64_t in = qweight.shape[0] * 8;
+  const int64_t out = qweight.shape[1];
+  if (out % 8 != 0) fail("{}: tensor {} has {} columns, not a multiple of 8", qweight.file.string(), qweight.name, out);
+  const int64_t groups = group_size == -1 ? 1 : (in + group_size - 1) / group_size;
+  if (group_size != -1 && group_size <= 0) fail("GPTQ group_size {} is not valid", group_size);
+  require_shape(qzeros, {groups, out / 8});
+  require_shape(scales, {groups, out});
+  std::vector<int64_t> group_of(static_cast<size_t>(in));
+  if (g_idx != nullptr) {
+    require_dtype(*g_idx, DType::I32);
+    require_shape(*g_idx, {in});
+    for (int64_t i = 0; i < in; ++i) {
+      const int32_t g = words(*g_idx)[i];
+      if (g < 0 || g >= groups) {
+        fail("{}: tensor {} maps input {} to group {}, outside 0..{}", g_idx->file.string(), g_idx->name, i, g,
+             groups - 1);
+      }
+      group_of[static_cast<size_t>(i)] = g;
+    }
+  } else {
+    for (int64_t i = 0; i < in; ++i) group_of[static_cast<size_t>(i)] = group_size == -1 ? 0 : i / group_size;
+  }
+  const std::vector<float> s = to_f32(scales);
+  const int32_t* q = words(qweight);
+  const int32_t* z = words(qzeros);
+  std::vector<uint16_t> w(static_cast<size_t>(out * in));
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t i = 0; i < in; ++i) {
+      const int64_t g = group_of[static_cast<size_t>(i)];
+      const int q_value = nibble(q[(i / 8) * out + o], static_cast<int>(i % 8));
+      const int z_value = nibble(z[g * (out / 8) + o / 8], static_cast<int>(o % 8)) + 1;
+      w[static_cast<size_t>(o * in + i)] = dequant_f16(q_value, z_value, s[static_cast<size_t>(g * out + o)]);
+    }
+  }
+  return w;
+}
+
+std::vector<uint16_t> dequantize_fp8(const TensorView& weight, const TensorView& weight_scale) {
+  require_dtype(weight, DType::F8_E4M3);
+  require_float(weight_scale);
+  require_2d(weight);
+  const int64_t out = weight.shape[0];
+  const int64_t in = weight.shape[1];
+  if (weight_scale.shape != std::vector<int64_t>{out, 1} && weight_scale.shape != std::vector<int64_t>{out}) {
+    fail("{}: tensor {} has shape {}, expected [{}, 1] (one scale per output channel)", weight_scale.file.string(),
+         weight_scale.name, weight_scale.shape_string(), out);
+  }
+  const std::vector<float> scale = to_f32(weight_scale);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(weight.data);
+  std::vector<uint16_t> w(static_cast<size_t>(out * in));
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t i = 0; i < in; ++i) {
+      const size_t at = static_cast<size_t>(o * in + i);
+      w[at] = f32_to_bf16(f8e4m3_to_f32(bytes[at]) * scale[static_cast<size_t>(o)]);
+    }
+  }
+  return w;
+}
+
+std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfig& config, bool show_progress) {
+  std::set<std::string> fp8_modules;
+  if (!config.quantization) return fp8_modules;
+  const QuantizationConfig& quant = *config.quantization;
+  const int modules = config.num_hidden_layers * static_cast<int>(std::size(kLinearModules));
+  std::optional<Progress> progress;
+  if (show_progress) progress.emplace(fmt::format("dequantizing {}", quant_method_name(quant.method)), modules, "layers");
+  int done = 0;
+  for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (const char* suffix : kLinearModules) {
+      const std::string module = layer_tensor_name(layer, suffix);
+      const std::string weight_name = module + ".weight";
+      if (quant.method == QuantMethod::FbgemmFp8) {
+        const TensorView* weight = store.find(weight_name);
+        if (weight != nullptr && weight->dtype == DType::F8_E4M3) {
+          std::vector<int64_t> shape = weight->shape;
+          const std::vector<uint16_t> dense = dequantize_fp8(*weight, store.get(module + ".weight_scale"));
+          store.add_owned(weight_name, DType::BF16, std::move(shape), as_bytes(dense));
+          fp8_modules.insert(module);
+        }
+      } else if (const TensorView* qweight = store.find(module + ".qweight"); qweight != nullptr) {
+        const TensorView& qzeros = store.get(module + ".qzeros");
+        const TensorView& scales = store.get(module + ".scales");
+        std::vector<uint16_t> dense;
+        if (quant.method == QuantMethod::Awq) {
+          dense = dequantize_awq(*qweight, qzeros, scales, quant.group_size);
+        } else {
+          dense = dequantize_gptq(*qweight, qzeros, scales, store.find(module + ".g_idx"), quant.group_size);
+        }
+        const int64_t out = scales.shape.size() == 2 ? scales.shape[1] : 0;
+        const int64_t in = out > 0 ? static_cast<int64_t>(dense.size()) / out : 0;
+        store.add_owned(weight_name, DType::F16, {out, in}, as_bytes(dense));
+      }
+      if (progress) progress->update(static_cast<uint64_t>(++done));
+    }
+  }
+  if (progress) progress->finish();
+  return fp8_modules;
+}
+
+PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size) {
+  if (out % 8 != 0 || group_size <= 0 || in % group_size != 0 || w.size() != static_cast<size_t>(out) * in) {
+    fail("int4 quantization needs out ({}) a multiple of 8 and in ({}) a multiple of the group size ({})", out, in,
+         group_size);
+  }
+  const int groups = in / group_size;
+  const int packed_cols = out / 8;
+  PackedInt4 p;
+  p.qweight.assign(static_cast<size_t>(in) * packed_cols, 0);
+  p.qzeros.assign(static_cast<size_t>(groups) * packed_cols, 0);
+  p.scales.assign(static_cast<size_t>(groups) * out, 0);
+  std::vector<int> position_in_word(8);  // column offset -> nibble index
+  for (int n = 0; n < 8; ++n) position_in_word[static_cast<size_t>(kAwqOrder[static_cast<size_t>(n)])] = n;
+  // One thread per word column (8 outputs), so no two threads write the same packed word.
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < packed_cols; ++c) {
+    for (int column = 0; column < 8; ++column) {
+      const int o = 8 * c + column;
+      const float* row = w.data() + static_cast<size_t>(o) * in;
+      const int shift = 4 * position_in_word[static_cast<size_t>(column)];
+      for (int g = 0; g < groups; ++g) {
+        const float* values = row + static_cast<size_t>(g) * group_size;
+        const float lo = std::min(0.0f, *std::min_element(values, values + group_size));
+        const float hi = std::max(0.0f, *std::max_element(values, values + group_size));
+        uint16_t scale_bits = f32_to_f16(hi > lo ? (hi - lo) / 15.0f : 1.0f);
+        if ((scale_bits & 0x7fffu) == 0) scale_bits = 1;  // a range below f16's smallest step
+        const float scale = f16_to_f32(scale_bits);
+        const int zero = std::clamp(static_cast<int>(std::nearbyint(-lo / scale)), 0, 15);
+        p.scales[static_cast<size_t>(g) * out + o] = scale_bits;
+        p.qzeros[static_cast<size_t>(g) * packed_cols + c] |= static_cast<int32_t>(static_cast<uint32_t>(zero) << shift);
+        for (int k = 0; k < group_size; ++k) {
+          const int q = std::clamp(static_cast<int>(std::nearbyint(values[k] / scale)) + zero, 0, 15);
+          p.qweight[static_cast<size_t>(g * group_size + k) * packed_cols + c] |=
+              static_cast<int32_t>(static_cast<uint32_t>(q) << shift);
+        }
+      }
+    }
+  }
+  return p;
+}
+
+Fp8Weight quantize_fp8(const std::vector<float>& w, int out, int in) {
+  if (w.size() != static_cast<size_t>(out) * in) fail("fp8 quantization: {} values for [{}, {}]", w.size(), out, in);
+  Fp8Weight r;
+  r.weight.resize(w.size());
+  r.scale.resize(static_cast<size_t>(out));
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < out; ++o) {
+    const float* row = w.data() + static_cast<size_t>(o) * in;
+    float max_abs = 0.0f;
+    for (int i = 0; i < in; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
+    const float scale = max_abs > 0.0f ? max_abs / 448.0f : 1.0f;
+    r.scale[static_cast<size_t>(o)] = scale;
+    for (int i = 0; i < in; ++i) r.weight[static_cast<size_t>(o) * in + i] = f32_to_f8e4m3(row[i] / scale);
+  }
+  return r;
+}
+
+}  // namespace llama31

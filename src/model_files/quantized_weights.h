@@ -1,0 +1,58 @@
+// Dequantization of the published quantized Llama 3.1 layouts into the dense weights the kernels
+// multiply by, and the packing that writes those layouts (llama31 quantize).
+//
+// AWQ (AutoAWQ WQLinear_GEMM): qweight int32 [in, out/8], qzeros int32 [in/g, out/8], scales f16
+// [in/g, out]. Word c of a row packs columns 8c..8c+7, nibble i (bits 4i..4i+3) holding column
+// 8c + kAwqOrder[i]. W[o][i] = (q - z) * s, computed in f16 as AutoAWQ does.
+// GPTQ (AutoGPTQ, checkpoint_format "gptq"): qweight int32 [in/8, out], nibble j of row r is input
+// 8r + j; qzeros int32 [groups, out/8], nibble j of word c is column 8c + j, stored as zero - 1;
+// scales f16 [groups, out]; g_idx int32 [in] names each input's group (act-order permutes it; absent
+// means i / group_size). W[o][i] = (q - (z + 1)) * s.
+// FP8 (fbgemm_fp8): weight F8_E4M3 [out, in], weight_scale [out, 1] (or [out]); W = w * scale, kept in
+// bf16 as the unquantized layers are.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "model_files/config.h"
+#include "model_files/safetensors.h"
+
+namespace llama31 {
+
+inline constexpr std::array<int, 8> kAwqOrder = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// Dense [out][in] f16 weights of one AWQ linear layer (tensors named module.qweight etc.).
+std::vector<uint16_t> dequantize_awq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
+                                     int group_size);
+// Dense [out][in] f16 weights of one GPTQ linear layer; g_idx may be null.
+std::vector<uint16_t> dequantize_gptq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
+                                      const TensorView* g_idx, int group_size);
+// Dense [out][in] bf16 weights of one FP8 linear layer.
+std::vector<uint16_t> dequantize_fp8(const TensorView& weight, const TensorView& weight_scale);
+
+// Replaces each quantized linear layer of a checkpoint by its dense "module.weight" (held in memory by
+// the store), showing progress. Returns the modules whose activations are quantized too (FP8).
+// A layer needs either its quantized tensors or a plain weight; anything inconsistent is an Error naming
+// the tensor.
+std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfig& config, bool show_progress);
+
+// ---- writing the layouts (round to nearest; used by llama31 quantize) ----
+
+struct PackedInt4 {
+  std::vector<int32_t> qweight, qzeros;
+  std::vector<uint16_t> scales;  // f16
+};
+// Asymmetric 4-bit per group of group_size inputs of a dense [out][in] weight (round to nearest, zero
+// point so the group's min and max are representable), packed as AWQ GEMM.
+PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size);
+struct Fp8Weight {
+  std::vector<uint8_t> weight;  // e4m3 [out][in]
+  std::vector<float> scale;     // [out]: max|row| / 448
+};
+Fp8Weight quantize_fp8(const std::vector<float>& w, int out, int in);
+
+}  // namespace llama31

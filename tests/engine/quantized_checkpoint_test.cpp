@@ -1,0 +1,215 @@
+// Quantized checkpoints as published (AWQ, GPTQ with act-order, fbgemm FP8) load through ModelFolder
+// and run: the logits equal those of the same model written densely with the weights the quantized
+// layers stand for (FP8: close, its activations are quantized per token too).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/llama_model.h"
+#include "model_files/test_model.h"
+#include "support/quantized_layouts.h"
+#include "support/temp_dir.h"
+#include "util/error.h"
+
+namespace llama31 {
+namespace {
+
+bool is_linear(const std::string& name) {
+  const std::string suffix = "_proj.weight";
+  return name.rfind("model.layers.", 0) == 0 && name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Output features of a linear layer of the pair's model (hidden 128, kv width 32, intermediate 256).
+int out_features(const std::string& name) {
+  if (name.find("down_proj") != std::string::npos) return 128;
+  if (name.find("k_proj") != std::string::npos || name.find("v_proj") != std::string::npos) return 32;
+  return name.find("mlp") != std::string::npos ? 256 : 128;
+}
+
+TensorToWrite dense_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                           const std::vector<float>& values) {
+  TensorToWrite t{name, dtype, std::move(shape), {}};
+  t.data.resize(values.size() * dtype_size(dtype));
+  for (size_t k = 0; k < values.size(); ++k) {
+    if (dtype == DType::F32) {
+      std::memcpy(t.data.data() + 4 * k, &values[k], 4);
+    } else {
+      const uint16_t bits = dtype == DType::F16 ? f32_to_f16(values[k]) : f32_to_bf16(values[k]);
+      std::memcpy(t.data.data() + 2 * k, &bits, 2);
+    }
+  }
+  return t;
+}
+
+void write_folder(const std::filesystem::path& dir, const std::filesystem::path& base, const nlohmann::json& config,
+                  const std::vector<TensorToWrite>& tensors) {
+  std::filesystem::create_directories(dir);
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+    std::filesystem::copy_file(base / file, dir / file);
+  }
+  std::ofstream(dir / "config.json") << config.dump(2);
+  write_safetensors(dir / "model.safetensors", tensors);
+}
+
+// A tiny Llama 3.1 written twice: `quantized` in the layout of `method`, `dense` with the weights that
+// layout stands for. FP8 quantizes the MLP only and keeps layer 1's down_proj dense, as Meta's
+// checkpoints keep attention and some MLP layers in bf16.
+struct FolderPair {
+  testing::TempDir tmp{"llama31-quantized"};
+  std::filesystem::path quantized, dense;
+};
+
+void write_pair(FolderPair& pair, const std::string& method) {
+  TestModelSpec spec;
+  spec.hidden_size = 128;
+  spec.intermediate_size = 256;
+  spec.num_attention_heads = 8;
+  spec.num_key_value_heads = 2;
+  spec.head_dim = 16;
+  spec.vocab_size = 1000;
+  const std::filesystem::path base = pair.tmp.path() / "base";
+  const TestModelWeights weights = write_test_model(base, spec);
+  std::mt19937 rng(99);
+  std::vector<TensorToWrite> quantized, dense;
+  QuantizationConfig quant;
+  quant.method = method == "awq" ? QuantMethod::Awq : method == "gptq" ? QuantMethod::Gptq : QuantMethod::FbgemmFp8;
+  quant.desc_act = method == "gptq";
+  if (quant.method == QuantMethod::FbgemmFp8) {
+    quant.bits = 8;
+    quant.modules_to_not_convert = {"self_attn", "model.layers.1.mlp.down_proj", "lm_head"};
+  }
+  for (const auto& [name, values] : weights.tensors) {
+    const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+    const int out = is_linear(name) ? out_features(name) : 0;
+    const int in = is_linear(name) ? static_cast<int>(values.size()) / out : 0;
+    if (!is_linear(name) || quant.keeps_unquantized(module)) {
+      std::vector<int64_t> shape = {static_cast<int64_t>(values.size())};  // norms
+      if (name == "model.embed_tokens.weight" || name == "lm_head.weight") shape = {spec.vocab_size, spec.hidden_size};
+      if (is_linear(name)) shape = {out, in};
+      quantized.push_back(dense_tensor(name, spec.dtype, shape, values));
+      dense.push_back(dense_tensor(name, spec.dtype, shape, values));
+      continue;
+    }
+    testing::QuantizedLinear layer;
+    if (quant.method == QuantMethod::Awq) {
+      layer = testing::random_awq_linear(module, out, in, 128, rng, 0.004f, 0.012f);
+    } else if (quant.method == QuantMethod::Gptq) {
+      layer = testing::random_gptq_linear(module, out, in, 128, true, true, rng, 0.004f, 0.012f);
+    } else {
+      layer = testing::random_fp8_linear(module, out, in, DType::BF16, rng, 0.0001f, 0.0003f);
+    }
+    for (auto& t : layer.tensors) quantized.push_back(std::move(t));
+    dense.push_back(dense_tensor(name, layer.dense_dtype, {out, in}, layer.dense));
+  }
+  nlohmann::json config = weights.config.to_json();
+  pair.dense = pair.tmp.path() / "dense";
+  write_folder(pair.dense, base, config, dense);
+  config["quantization_config"] = quant.to_json();
+  pair.quantized = pair.tmp.path() / method;
+  write_folder(pair.quantized, base, config, quantized);
+}
+
+std::vector<float> logits_of(const ModelFolder& folder) {
+  LlamaModel model(folder);
+  KvCache cache(model.config(), 32);
+  const std::vector<TokenId> tokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
+  std::vector<float> logits;
+  model.forward(tokens, cache, Logits::All, logits);
+  return logits;
+}
+
+TEST(QuantizedCheckpoint, AwqRunsExactlyAsItsDenseWeights) {
+  FolderPair pair;
+  write_pair(pair, "awq");
+  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder dense = ModelFolder::open(pair.dense);
+  EXPECT_EQ(quantized.weights.get("model.layers.1.mlp.down_proj.weight").dtype, DType::F16);
+  EXPECT_TRUE(quantized.fp8_activation_modules.empty());
+  EXPECT_EQ(logits_of(quantized), logits_of(dense));
+}
+
+TEST(QuantizedCheckpoint, GptqWithActOrderRunsExactlyAsItsDenseWeights) {
+  FolderPair pair;
+  write_pair(pair, "gptq");
+  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  EXPECT_TRUE(quantized.config.quantization && quantized.config.quantization->desc_act);
+  EXPECT_EQ(logits_of(quantized), logits_of(ModelFolder::open(pair.dense)));
+}
+
+TEST(QuantizedCheckpoint, Fp8DequantizesItsWeightsAndQuantizesActivationsPerToken) {
+  FolderPair pair;
+  write_pair(pair, "fp8");
+  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder dense = ModelFolder::open(pair.dense);
+  // The FP8 layers hold exactly the dense weights; attention and layer 1's down_proj stayed bf16.
+  const std::set<std::string> expected = {"model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj",
+                                          "model.layers.0.mlp.down_proj", "model.layers.1.mlp.gate_proj",
+                                          "model.layers.1.mlp.up_proj"};
+  EXPECT_EQ(quantized.fp8_activation_modules, expected);
+  for (const std::string& module : expected) {
+    const TensorView& a = quantized.weights.get(module + ".weight");
+    const TensorView& b = dense.weights.get(module + ".weight");
+    ASSERT_EQ(a.nbytes, b.nbytes);
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << module;
+  }
+  // Activations go through e4m3 per token: close to the dense run, not equal to it.
+  const std::vector<float> q = logits_of(quantized), d = logits_of(dense);
+  ASSERT_EQ(q.size(), d.size());
+  double max_diff = 0, max_abs = 0;
+  for (size_t k = 0; k < q.size(); ++k) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(q[k]) - d[k]));
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(d[k])));
+  }
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_LT(max_diff, 0.1 * max_abs) << "max |logit| " << max_abs;
+}
+
+TEST(FakeQuantizeFp8, RowsKeepTheirLargestValueAndClampAtTheBound) {
+  std::vector<float> x = {1.0f, -0.3f, 0.01f, 2.0f, 100.0f, -50.0f, 0.5f, 3.0f};
+  fake_quantize_fp8_rows(x.data(), 2, 4, 20.0f);
+  EXPECT_EQ(x[3], 2.0f);  // the row maximum maps to 448 exactly
+  EXPECT_NEAR(x[1], -0.3f, 0.3f / 16);
+  EXPECT_FLOAT_EQ(x[4], 20.0f);   // beyond the upper bound: saturates at it
+  EXPECT_FLOAT_EQ(x[5], -20.0f);
+  EXPECT_NEAR(x[7], 3.0f, 3.0f / 16);
+}
+
+TEST(QuantizedCheckpoint, MissingOrBrokenQuantizedTensorsFailNamingThem) {
+  FolderPair pair;
+  write_pair(pair, "awq");
+  // Drop one layer's zeros.
+  SafetensorsFile file(pair.quantized / "model.safetensors");
+  std::vector<TensorToWrite> kept;
+  for (const auto& [name, view] : file.tensors()) {
+    if (name == "model.layers.0.mlp.up_proj.qzeros") continue;
+    TensorToWrite t{name, view.dtype, view.shape, {}};
+    t.data.assign(reinterpret_cast<const uint8_t*>(view.data), reinterpret_cast<const uint8_t*>(view.data) + view.nbytes);
+    kept.push_back(std::move(t));
+  }
+  const std::filesystem::path broken = pair.tmp.path() / "broken";
+  write_folder(broken, pair.quantized, nlohmann::json::parse(std::ifstream(pair.quantized / "config.json")), kept);
+  try {
+    ModelFolder::open(broken);
+    FAIL() << "a missing qzeros tensor must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj.qzeros"), std::string::npos) << e.what();
+  }
+  // Without quantization_config, the packed tensors are not mistaken for weights.
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(pair.quantized / "config.json"));
+  config.erase("quantization_config");
+  std::ofstream(pair.quantized / "config.json") << config.dump();
+  try {
+    ModelFolder::open(pair.quantized);
+    FAIL() << "packed tensors without quantization_config must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing tensor model.layers.0.self_attn.q_proj.weight"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace llama31
