@@ -21,8 +21,19 @@ namespace kernels = llama31::kernels;
 
 constexpr size_t kStreamBytes = size_t{256} << 20;  // enough copies of a matrix to defeat the caches
 
-// Deterministic, finite weights in [-0.5, 0.5) stored as `type`.
-std::vector<uint8_t> make_weights(DType type, size_t count, uint32_t seed) {
+// Deterministic, finite weights in [-0.5, 0.5) of an [out][in] matrix stored as `type`.
+std::vector<uint8_t> make_weights(DType type, int out, int in, uint32_t seed) {
+  const size_t count = static_cast<size_t>(out) * static_cast<size_t>(in);
+  if (type == DType::Q8_0) {
+    const std::vector<uint8_t> floats = make_weights(DType::F32, out, in, seed);
+    const size_t row = llama31::row_bytes(DType::Q8_0, in);
+    std::vector<uint8_t> bytes(static_cast<size_t>(out) * row);
+    for (int o = 0; o < out; ++o) {
+      llama31::quantize_row_q8_0(reinterpret_cast<const float*>(floats.data()) + static_cast<size_t>(o) * in,
+                                 static_cast<size_t>(in), bytes.data() + static_cast<size_t>(o) * row);
+    }
+    return bytes;
+  }
   std::vector<uint8_t> bytes(count * llama31::dtype_size(type));
   uint32_t state = seed * 2654435761u + 1u;
   for (size_t i = 0; i < count; ++i) {
@@ -48,11 +59,11 @@ void run_matmul(benchmark::State& state, const MatmulCase& c) {
   kernels::set_isa(c.isa);
   kernels::set_num_threads(c.threads);
   const size_t matrix_elements = static_cast<size_t>(c.out) * static_cast<size_t>(c.in);
-  const size_t matrix_bytes = matrix_elements * llama31::dtype_size(c.type);
+  const size_t matrix_bytes = static_cast<size_t>(c.out) * llama31::row_bytes(c.type, c.in);
   // Decode streams weights from memory in the real model; rotate over copies so they are not cached.
   const size_t copies = c.rows <= 4 ? std::max<size_t>(1, kStreamBytes / matrix_bytes) : 1;
   std::vector<std::vector<uint8_t>> weights;
-  for (size_t k = 0; k < copies; ++k) weights.push_back(make_weights(c.type, matrix_elements, static_cast<uint32_t>(k + 1)));
+  for (size_t k = 0; k < copies; ++k) weights.push_back(make_weights(c.type, c.out, c.in, static_cast<uint32_t>(k + 1)));
   std::vector<float> x(static_cast<size_t>(c.rows) * static_cast<size_t>(c.in));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 97) / 97.0f - 0.5f;
   std::vector<float> y(static_cast<size_t>(c.rows) * static_cast<size_t>(c.out));
@@ -116,6 +127,8 @@ bool register_benchmarks() {
       if (isa != "scalar") {
         cases.push_back({isa, DType::F16, 1, 8192, 2048, threads});
         cases.push_back({isa, DType::F32, 1, 8192, 2048, threads});
+        for (Shape s : decode_shapes) cases.push_back({isa, DType::Q8_0, 1, s.out, s.in, threads});
+        cases.push_back({isa, DType::Q8_0, 512, 8192, 2048, threads});
         for (Shape s : prefill_shapes) cases.push_back({isa, DType::BF16, 512, s.out, s.in, threads});
         for (int rows : {4, 8, 16}) cases.push_back({isa, DType::BF16, rows, 8192, 2048, threads});  // batches
       } else {

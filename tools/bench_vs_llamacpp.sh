@@ -3,27 +3,32 @@
 # with random weights (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, tied 128256
 # vocabulary, bf16): prompt processing of 512 tokens and generation of 128, same thread count, plus decode
 # speed as a fraction of the memory-bandwidth limit (weight bytes per token / measured read bandwidth).
+# -q q8_0 runs both on Q8_0 of the same weights: llama.cpp on `llama31 convert --dtype q8_0` (rounded as
+# llama-quantize rounds), llama31 with `--weights q8_0` (the same rounding at load).
 #
-# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-b LLAMA31_BINARY] [-w WORKDIR]
+# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-q bf16|q8_0] [-b LLAMA31_BINARY] [-w WORKDIR]
 # needs: a built llama31 (default build/release/llama31), `npm ci` in tools/peer, node, g++ with OpenMP.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 threads="$(nproc)"
 repetitions=3
+quant=bf16
 binary="${root}/build/release/llama31"
 work=""
-while getopts "t:r:b:w:h" opt; do
+while getopts "t:r:q:b:w:h" opt; do
   case "${opt}" in
     t) threads="${OPTARG}" ;;
+    q) quant="${OPTARG}" ;;
     r) repetitions="${OPTARG}" ;;
     b) binary="${OPTARG}" ;;
     w) work="${OPTARG}" ;;
-    *) sed -n '2,9p' "$0"; exit 2 ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
 
 die() { echo "bench_vs_llamacpp: $*" >&2; exit 1; }
+[[ "${quant}" == bf16 || "${quant}" == q8_0 ]] || die "-q ${quant}: expected bf16 or q8_0"
 [[ -x "${binary}" ]] || die "no llama31 binary at ${binary} (build it, or pass -b)"
 [[ -f "${root}/tools/peer/node_modules/node-llama-cpp/package.json" ]] ||
   die "tools/peer/node_modules is missing: run 'npm ci' in tools/peer"
@@ -35,7 +40,9 @@ fi
 mkdir -p "${work}"
 
 model="${work}/llama-3.2-1b-shape"
-gguf="${work}/llama-3.2-1b-shape-bf16.gguf"
+gguf="${work}/llama-3.2-1b-shape-${quant}.gguf"
+weights_flags=()
+[[ "${quant}" == q8_0 ]] && weights_flags=(--weights q8_0)
 shape_flags=(--layers 16 --hidden 2048 --heads 32 --kv-heads 8 --intermediate 8192 --tied --dtype bf16)
 if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is reused
   help="$("${binary}" make-test-model --help)"
@@ -47,11 +54,11 @@ if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is
   echo "== writing the 1B-shaped model (${shape_flags[*]})" >&2
   "${binary}" make-test-model "${shape_flags[@]}" "${model}" >&2
 fi
-echo "== converting to GGUF bf16" >&2
-[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" --to gguf -o "${gguf}" --dtype bf16 > /dev/null 2> "${work}/convert.log"
+echo "== converting to GGUF ${quant}" >&2
+[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" --to gguf -o "${gguf}" --dtype "${quant}" > /dev/null 2> "${work}/convert.log"
 
 echo "== llama31 bench (${threads} threads)" >&2
-ours="$("${binary}" bench -m "${model}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
+ours="$("${binary}" bench -m "${model}" "${weights_flags[@]}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
 echo "== llama.cpp bench (${threads} threads)" >&2
 theirs="$(cd "${root}/tools/peer" && node bench.mjs --model "${gguf}" --prompt 512 --gen 128 \
   --threads "${threads}" --repetitions "${repetitions}" | tail -n 1)"
@@ -59,15 +66,15 @@ echo "== memory read bandwidth (${threads} threads)" >&2
 g++ -O3 -march=native -fopenmp "${root}/tools/peer/bandwidth_probe.cpp" -o "${work}/bandwidth_probe"
 bandwidth="$("${work}/bandwidth_probe" "${threads}" 1024)"
 
-OURS="${ours}" THEIRS="${theirs}" BANDWIDTH="${bandwidth}" THREADS="${threads}" node -e '
+OURS="${ours}" THEIRS="${theirs}" BANDWIDTH="${bandwidth}" THREADS="${threads}" QUANT="${quant}" node -e '
 const ours = JSON.parse(process.env.OURS), theirs = JSON.parse(process.env.THEIRS);
 const bw = JSON.parse(process.env.BANDWIDTH);
-// Decode reads every weight once per token (the tied embedding table is the output matrix).
-const weightBytes = ours.weight_bytes;
+// Decode reads every matrix once per token (the output head included, the embedding table not).
+const weightBytes = ours.bytes_read_per_token ?? ours.weight_bytes;
 const limit = bw.read_gb_per_s * 1e9 / weightBytes;
 const f = (x) => x.toFixed(2);
 const pct = (x) => (100 * x / limit).toFixed(0) + "%";
-console.log(`Llama 3.2 1B shape, bf16, ${process.env.THREADS} threads; weights ${(weightBytes / 1e9).toFixed(2)} GB; ` +
+console.log(`Llama 3.2 1B shape, ${process.env.QUANT}, ${process.env.THREADS} threads; weights ${(weightBytes / 1e9).toFixed(2)} GB; ` +
             `read bandwidth ${f(bw.read_gb_per_s)} GB/s -> decode limit ${f(limit)} tokens/s`);
 console.log("");
 console.log("| engine | pp512 tokens/s | tg128 tokens/s | decode / bandwidth limit |");

@@ -114,6 +114,8 @@ void run_bench(const BenchOptions& o) {
                         {"threads", kernels::num_threads()},
                         {"isa", kernels::active_isa()},
                         {"weight_bytes", model->folder().weights.total_bytes()},
+                        {"bytes_read_per_token", model->model().bytes_read_per_token()},
+                        {"weights", o.model.weights.empty() ? "as stored" : o.model.weights},
                         {"parameters", c.parameter_count()},
                         {"context", ctx},
                         {"predicted_memory_bytes", predicted.total_bytes()},

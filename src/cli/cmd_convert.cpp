@@ -25,7 +25,7 @@ void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
   const ModelFolder model = ModelFolder::open(options.model_dir);
   GgufExportOptions export_options;
-  export_options.dtype = dtype_from_option(options.dtype);
+  export_options.dtype = options.dtype == "q8_0" ? DType::Q8_0 : dtype_from_option(options.dtype);
   const bool tty = isatty(fileno(stderr)) != 0;
   export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
     if (tty) {
@@ -49,7 +49,8 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("-m,--model", options->model_dir, "Hugging Face model folder")->required();
   cmd->add_option("--to", options->format, "Output format (gguf)")->capture_default_str();
   cmd->add_option("-o,--output", options->output, "Output file, e.g. model.gguf")->required();
-  cmd->add_option("--dtype", options->dtype, "Type of matrices and embeddings: bf16, f16 or f32 (norms stay f32)")
+  cmd->add_option("--dtype,--type", options->dtype,
+                  "Type of matrices and embeddings: bf16, f16, f32 or q8_0 (rounded as llama-quantize does; norms stay f32)")
       ->capture_default_str();
   cmd->callback([options] { run_convert(*options); });
 }

@@ -15,9 +15,10 @@ struct ModelOptions {
   std::string model_dir;  // empty: the built-in demo model
   int threads = 0;        // 0: all cores
   int ctx_size = 0;       // 0: what the command needs, up to the model's limit
+  std::string weights;    // "q8_0": re-store the linear layers so at load; empty: as stored
 };
 
-// Adds -m/--model, -t/--threads and (when with_ctx) -c/--ctx-size.
+// Adds -m/--model, -t/--threads, --weights and (when with_ctx) -c/--ctx-size.
 void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx = true);
 
 // The folder to load: the given one, or the demo model (written on first use to

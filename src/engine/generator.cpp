@@ -1,5 +1,7 @@
 #include "engine/generator.h"
 
+#include "model_files/quantized_weights.h"
+
 #include <algorithm>
 
 #include "util/error.h"
@@ -12,9 +14,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault) {
+std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault,
+                                               std::optional<DType> weights) {
   ModelFolder folder = ModelFolder::open(dir);
   if (prefault) folder.weights.prefault(/*show_progress=*/true);
+  if (weights) quantize_weights_in_memory(folder.weights, folder.config, *weights, /*show_progress=*/true);
   Tokenizer tokenizer = Tokenizer::from_files(folder.tokenizer_json, folder.tokenizer_config_json);
   return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(folder), std::move(tokenizer)));
 }

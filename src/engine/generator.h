@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +23,9 @@ class LoadedModel {
  public:
   // Opens and validates the folder. With prefault, reads all weights into memory now (with a
   // progress bar on stderr), as llama.cpp does, instead of on first use.
-  static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir, bool prefault = false);
+  // With weights (only DType::Q8_0), the linear layers and the head are re-stored so in memory first.
+  static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir, bool prefault = false,
+                                           std::optional<DType> weights = std::nullopt);
 
   const ModelFolder& folder() const { return folder_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }

@@ -38,7 +38,9 @@ void apply_linear(const TensorView& w, const float* x, int rows, float* y) {
 LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
   const TensorStore& w = folder.weights;
   embed_tokens_ = &w.get("model.embed_tokens.weight");
-  lm_head_ = config_.tie_word_embeddings ? embed_tokens_ : &w.get("lm_head.weight");
+  // A tied head is the embedding, unless the weights were re-stored with a head of its own.
+  const TensorView* head = w.find("lm_head.weight");
+  lm_head_ = head != nullptr ? head : config_.tie_word_embeddings ? embed_tokens_ : &w.get("lm_head.weight");
   final_norm_ = to_f32(w.get("model.norm.weight"));
   layers_.reserve(static_cast<size_t>(config_.num_hidden_layers));
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
@@ -57,6 +59,18 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
   for (const std::string& module : folder.fp8_activation_modules) fp8_inputs_.insert(&w.get(module + ".weight"));
   if (config_.quantization) fp8_scale_ub_ = static_cast<float>(config_.quantization->activation_scale_ub);
   inv_freq_ = rope_inverse_frequencies(config_);
+}
+
+size_t LlamaModel::bytes_read_per_token() const {
+  size_t total = lm_head_->nbytes + final_norm_.size() * sizeof(float);
+  for (const LayerWeights& layer : layers_) {
+    for (const TensorView* w : {layer.q_proj, layer.k_proj, layer.v_proj, layer.o_proj, layer.gate_proj,
+                                layer.up_proj, layer.down_proj}) {
+      total += w->nbytes;
+    }
+    total += (layer.input_norm.size() + layer.post_attn_norm.size()) * sizeof(float);
+  }
+  return total;
 }
 
 void LlamaModel::rope_tables(int position, float* cos, float* sin) const {

@@ -52,6 +52,10 @@ class LlamaModel {
   void forward_decode_batch(std::span<const TokenId> tokens, std::span<KvCache* const> caches,
                             std::vector<float>& logits) const;
 
+  // Bytes of weights one decode step reads: every layer's matrices and norms, the final norm and the
+  // head (an embedding row is not counted). Decode speed is bounded by this over the read bandwidth.
+  size_t bytes_read_per_token() const;
+
   // Positions per internal prefill chunk (bounds activation memory).
   static constexpr int max_chunk = 256;
 

@@ -21,7 +21,8 @@ bool cpu_has_avx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni") &&
+         __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("f16c");
 }
 
@@ -98,9 +99,10 @@ namespace {
 
 // Argument checks shared by both products; false when there is nothing to compute.
 bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
-  if (!is_compute_dtype(w_type)) {
+  if (!is_matmul_dtype(w_type)) {
     fail("kernels::matmul: weights of dtype {} must be dequantized first", dtype_name(w_type));
   }
+  if (w_type == DType::Q8_0 && in % 32 != 0) fail("kernels::matmul: Q8_0 rows must be a multiple of 32, got {}", in);
   check_count("matmul", "rows", rows);
   check_count("matmul", "out", out);
   check_count("matmul", "in", in);
@@ -115,17 +117,26 @@ bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int o
   return true;
 }
 
+// The many-rows kernel over every chunk, x prepared once for all of them.
+void many_rows(const IsaKernels& kernels, const float* x, int rows, const void* w, DType w_type, int out, int in,
+               float* y) {
+  thread_local std::vector<float> scratch;
+  const size_t scratch_floats = kernels.many_rows_scratch(rows, in, w_type);
+  if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
+  const float* prepared = kernels.many_rows_prepare(x, rows, in, w_type, scratch.data());
+  const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);
+  for_each_chunk(out, work, [&](int o_begin, int o_end) {
+    kernels.many_rows_range(prepared, rows, w, w_type, in, o_begin, o_end, y, static_cast<size_t>(out));
+  });
+}
+
 }  // namespace
 
 int small_rows() { return kSmallRows; }
 
 void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
   if (!matmul_args_ok(x, rows, w, w_type, out, in, y)) return;
-  const IsaKernels& kernels = isa();
-  const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);
-  for_each_chunk(out, work, [&](int o_begin, int o_end) {
-    kernels.many_rows_range(x, rows, w, w_type, in, o_begin, o_end, y, static_cast<size_t>(out));
-  });
+  many_rows(isa(), x, rows, w, w_type, out, in, y);
 }
 
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
@@ -134,9 +145,7 @@ void matmul(const float* x, int rows, const void* w, DType w_type, int out, int 
   const size_t ldy = static_cast<size_t>(out);
   const size_t work = static_cast<size_t>(rows) * static_cast<size_t>(out) * static_cast<size_t>(in);
   if (rows > kSmallRows) {
-    for_each_chunk(out, work, [&](int o_begin, int o_end) {
-      kernels.many_rows_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy);
-    });
+    many_rows(kernels, x, rows, w, w_type, out, in, y);
     return;
   }
   thread_local std::vector<float> scratch;

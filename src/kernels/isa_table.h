@@ -29,8 +29,11 @@ struct IsaKernels {
   // y[r][o] for o in [o_begin, o_end), rows <= kSmallRows; y has row stride ldy.
   void (*small_rows_range)(const float* prepared_x, int rows, const void* w, DType w_type, int in,
                            int o_begin, int o_end, float* y, size_t ldy);
-  // Same for any number of rows, x as given (row stride in).
-  void (*many_rows_range)(const float* x, int rows, const void* w, DType w_type, int in, int o_begin,
+  // The same two steps for the many-rows kernel: scratch wanted (0: x as given), and the rearranging.
+  size_t (*many_rows_scratch)(int rows, int in, DType w_type);
+  const float* (*many_rows_prepare)(const float* x, int rows, int in, DType w_type, float* scratch);
+  // Same for any number of rows, from what many_rows_prepare returned.
+  void (*many_rows_range)(const float* prepared_x, int rows, const void* w, DType w_type, int in, int o_begin,
                           int o_end, float* y, size_t ldy);
   void (*rmsnorm)(const float* x, const float* weight, int n, float eps, float* out);
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin);
@@ -46,7 +49,8 @@ const IsaKernels& avx2_kernels();
 const IsaKernels& avx512_kernels();
 
 namespace scalar {
-// The scalar matmul over a range of output rows (the scalar level's entry for both row paths).
+// The scalar matmul over a range of output rows (the scalar level's entry for both row paths; Q8_0
+// quantizes each row of x per block, as the SIMD levels do).
 void matmul_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                   float* y, size_t ldy);
 }  // namespace scalar

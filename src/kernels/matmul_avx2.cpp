@@ -123,6 +123,7 @@ size_t small_rows_scratch(int rows, int in, DType) { return static_cast<size_t>(
 // Copies x into zero-padded rows of a multiple of 16; for BF16 weights each block of 16 is stored as
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (w_type == DType::Q8_0) return x;  // the scalar Q8_0 loop reads x as given
   const size_t stride = padded_in(in);
   const size_t n_in = static_cast<size_t>(in);
   for (int r = 0; r < rows; ++r) {
@@ -148,6 +149,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::BF16: small_rows_rows<DType::BF16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0: scalar::matmul_range(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // no AVX2 kernel yet
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -256,12 +258,16 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
   }
 }
 
+size_t many_rows_scratch(int, int, DType) { return 0; }
+const float* many_rows_prepare(const float* x, int, int, DType, float*) { return x; }
+
 void many_rows_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                      float* y, size_t ldy) {
   switch (w_type) {
     case DType::BF16: many_rows_typed<DType::BF16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0: scalar::matmul_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // no AVX2 kernel yet
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -277,6 +283,8 @@ const IsaKernels& avx2_kernels() {
                                 avx2::small_rows_scratch,
                                 avx2::small_rows_prepare,
                                 avx2::small_rows_range,
+                                avx2::many_rows_scratch,
+                                avx2::many_rows_prepare,
                                 avx2::many_rows_range,
                                 avx2::rmsnorm,
                                 scalar::rope,

@@ -14,6 +14,7 @@
 
 #include "kernels/isa_table.h"
 #include "kernels/aligned_buffer.h"
+#include "kernels/q8_0_avx512.h"
 #include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
@@ -228,11 +229,15 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
   }
 }
 
-size_t small_rows_scratch(int rows, int in, DType) { return static_cast<size_t>(rows) * padded_in(in); }
+size_t small_rows_scratch(int rows, int in, DType w_type) {
+  if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
+  return static_cast<size_t>(rows) * padded_in(in);
+}
 
 // Copies x into zero-padded rows of a multiple of 32; for BF16 weights each row becomes its hi and lo
 // bf16 halves instead (see small_rows_block_bf16), which take the same bytes as the fp32 row.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
   const size_t n_in = static_cast<size_t>(in);
   for (int r = 0; r < rows; ++r) {
@@ -267,6 +272,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::BF16: small_rows_rows<DType::BF16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0: q8_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -278,8 +284,10 @@ constexpr int kPanel = 32;     // output rows per micro-kernel (two vectors)
 constexpr int kMaxRows = 12;   // rows of x per micro-kernel (24 accumulators)
 constexpr int kDepth = 256;    // elements of `in` per packed tile
 
+// 16 weights of row `row` from column `col` as fp32.
 template <DType T>
-inline __m512 load16_as_f32(const void* w, size_t index) {
+inline __m512 load16_as_f32(const void* w, size_t n_in, size_t row, size_t col) {
+  const size_t index = row * n_in + col;
   if constexpr (T == DType::BF16) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + index));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
@@ -291,7 +299,8 @@ inline __m512 load16_as_f32(const void* w, size_t index) {
 }
 
 template <DType T>
-inline float load1_as_f32(const void* w, size_t index) {
+inline float load1_as_f32(const void* w, size_t n_in, size_t row, size_t col) {
+  const size_t index = row * n_in + col;
   if constexpr (T == DType::BF16) {
     return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
   } else if constexpr (T == DType::F16) {
@@ -344,7 +353,7 @@ void pack_tile(const void* w, int in, int o_begin, int o_end, int k0, int depth,
       for (int k = 0; k < full_depth; k += 16) {
         __m512 block[16];
         for (int j = 0; j < 16; ++j) {
-          block[j] = j < valid_rows ? load16_as_f32<T>(w, static_cast<size_t>(first_row + j) * n_in + static_cast<size_t>(k0 + k))
+          block[j] = j < valid_rows ? load16_as_f32<T>(w, n_in, static_cast<size_t>(first_row + j), static_cast<size_t>(k0 + k))
                                     : _mm512_setzero_ps();
         }
         transpose16x16(block);
@@ -353,7 +362,7 @@ void pack_tile(const void* w, int in, int o_begin, int o_end, int k0, int depth,
       for (int k = full_depth; k < depth; ++k) {
         for (int j = 0; j < 16; ++j) {
           panel[k * kPanel + half + j] =
-              j < valid_rows ? load1_as_f32<T>(w, static_cast<size_t>(first_row + j) * n_in + static_cast<size_t>(k0 + k)) : 0.0f;
+              j < valid_rows ? load1_as_f32<T>(w, n_in, static_cast<size_t>(first_row + j), static_cast<size_t>(k0 + k)) : 0.0f;
         }
       }
     }
@@ -423,12 +432,21 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
   }
 }
 
+size_t many_rows_scratch(int rows, int in, DType w_type) {
+  return w_type == DType::Q8_0 ? q8_0_many_scratch(rows, in) : 0;
+}
+
+const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  return w_type == DType::Q8_0 ? q8_0_many_prepare(x, rows, in, scratch) : x;
+}
+
 void many_rows_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                      float* y, size_t ldy) {
   switch (w_type) {
     case DType::BF16: many_rows_typed<DType::BF16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0: q8_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -444,6 +462,8 @@ const IsaKernels& avx512_kernels() {
                                 avx512::small_rows_scratch,
                                 avx512::small_rows_prepare,
                                 avx512::small_rows_range,
+                                avx512::many_rows_scratch,
+                                avx512::many_rows_prepare,
                                 avx512::many_rows_range,
                                 avx512::rmsnorm,
                                 scalar::rope,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/isa_table.h"
 
@@ -17,15 +18,60 @@ float weight_at(const void* w, DType w_type, size_t index) {
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(w)[index]);
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
     case DType::I32:
-    case DType::F8_E4M3: break;  // rejected by kernels::matmul
+    case DType::F8_E4M3:
+    case DType::Q8_0: break;  // Q8_0 has its own loop; the others are rejected by kernels::matmul
   }
   return 0.0f;
 }
 
+// Q8_0: integer dot products per block of 32, scaled by both blocks' scales, summed block by block.
+void matmul_q8_0(const float* x, int rows, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
+  const size_t n_in = static_cast<size_t>(in);
+  const size_t blocks = n_in / 32;
+  std::vector<int8_t> qx(n_in);
+  std::vector<float> dx(blocks);
+  for (int r = 0; r < rows; ++r) {
+    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, qx.data(), dx.data());
+    for (int o = o_begin; o < o_end; ++o) {
+      const auto* row = static_cast<const char*>(w) + static_cast<size_t>(o) * row_bytes(DType::Q8_0, in);
+      const auto* scales = reinterpret_cast<const uint16_t*>(row);
+      const auto* values = reinterpret_cast<const int8_t*>(row + blocks * 2);
+      float sum = 0.0f;
+      for (size_t b = 0; b < blocks; ++b) {
+        int32_t block_sum = 0;
+        for (size_t i = b * 32; i < b * 32 + 32; ++i) block_sum += static_cast<int32_t>(values[i]) * qx[i];
+        sum += static_cast<float>(block_sum) * (f16_to_f32(scales[b]) * dx[b]);
+      }
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o)] = sum;
+    }
+  }
+}
+
 }  // namespace
+
+void quantize_activations_q8(const float* x, int n, int8_t* q, float* scales) {
+  for (int b = 0; b < n / 32; ++b) {
+    const float* block = x + static_cast<size_t>(b) * 32;
+    float max_abs = 0.0f;
+    for (int i = 0; i < 32; ++i) max_abs = std::max(max_abs, std::fabs(block[i]));
+    const float inverse = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
+    scales[b] = max_abs / 127.0f;
+    for (int i = 0; i < 32; ++i) {
+      // Round to nearest even by adding and removing 1.5 * 2^23 (exact for |v| <= 127, the default
+      // rounding mode), which std::nearbyint does too but as a libm call per value without SSE4.1.
+      const float v = block[i] * inverse;
+      const float rounded = (v + 12582912.0f) - 12582912.0f;
+      q[static_cast<size_t>(b) * 32 + static_cast<size_t>(i)] = static_cast<int8_t>(rounded);
+    }
+  }
+}
 
 void matmul_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                   float* y, size_t ldy) {
+  if (w_type == DType::Q8_0) {
+    matmul_q8_0(x, rows, w, in, o_begin, o_end, y, ldy);
+    return;
+  }
   const size_t n_in = static_cast<size_t>(in);
   for (int r = 0; r < rows; ++r) {
     const float* x_row = x + static_cast<size_t>(r) * n_in;
@@ -119,7 +165,8 @@ const float* x_as_given(const float* x, int, int, DType, float*) { return x; }
 
 const IsaKernels& scalar_kernels() {
   static const IsaKernels table{"scalar",         no_scratch,         x_as_given,
-                                scalar::matmul_range, scalar::matmul_range, scalar::rmsnorm,
+                                scalar::matmul_range, no_scratch,       x_as_given,
+                                scalar::matmul_range, scalar::rmsnorm,
                                 scalar::rope,     scalar::softmax,    scalar::silu_mul,
                                 scalar::attention, scalar::dot};
   return table;

@@ -14,4 +14,9 @@ void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int
                int n_kv_heads, int head_dim, float* out, float* scratch);
 float dot(const float* a, const float* b, int n);
 
+// Activations for Q8_0 weights, as llama.cpp quantizes them: per block of 32, scale = max|x| / 127 and
+// q = x * (127 / max|x|) rounded to nearest even (0 for an all-zero block). n a multiple of 32; q gets n
+// values, scales n / 32. Every level quantizes x with this function, so they multiply the same integers.
+void quantize_activations_q8(const float* x, int n, int8_t* q, float* scales);
+
 }  // namespace llama31::kernels::scalar

@@ -44,8 +44,31 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   }
 }
 
+// Q8_0 as GGUF stores it: each block of 32 is its f16 scale followed by its 32 int8 values.
+std::vector<uint8_t> to_gguf_q8_0(const TensorView& view) {
+  const int64_t in = view.shape.back();
+  const size_t rows = static_cast<size_t>(view.numel() / in);
+  if (in % 32 != 0) fail("GGUF Q8_0: tensor {} rows of {} are not whole blocks of 32", view.name, in);
+  const size_t blocks = static_cast<size_t>(in) / 32;
+  std::vector<uint8_t> out(rows * blocks * 34);
+  std::vector<float> values(static_cast<size_t>(in));
+  std::vector<uint8_t> row(row_bytes(DType::Q8_0, in));
+  const size_t src_row = static_cast<size_t>(in) * dtype_size(view.dtype);
+  for (size_t r = 0; r < rows; ++r) {
+    convert_to_f32(view.dtype, view.data + r * src_row, values.data(), values.size());
+    quantize_row_q8_0(values.data(), values.size(), row.data());
+    for (size_t b = 0; b < blocks; ++b) {
+      uint8_t* block = out.data() + (r * blocks + b) * 34;
+      std::memcpy(block, row.data() + 2 * b, 2);
+      std::memcpy(block + 2, row.data() + blocks * 2 + 32 * b, 32);
+    }
+  }
+  return out;
+}
+
 // Converts a stored tensor to dtype `to` (via float, as torch's .to() does for these types).
 std::vector<uint8_t> convert_tensor(const TensorView& view, DType to) {
+  if (to == DType::Q8_0) return to_gguf_q8_0(view);
   const size_t n = static_cast<size_t>(view.numel());
   if (view.dtype == to) return {reinterpret_cast<const uint8_t*>(view.data),
                                 reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
@@ -158,6 +181,7 @@ uint32_t gguf_file_type(DType dtype) {  // llama_ftype: ALL_F32 = 0, MOSTLY_F16 
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::BF16: return 32;
+    case DType::Q8_0: return 7;  // MOSTLY_Q8_0
     case DType::I32:
     case DType::F8_E4M3: break;
   }
@@ -171,10 +195,16 @@ GgmlType ggml_type_for(DType dtype) {
     case DType::F32: return GgmlType::F32;
     case DType::F16: return GgmlType::F16;
     case DType::BF16: return GgmlType::BF16;
+    case DType::Q8_0: return GgmlType::Q8_0;
     case DType::I32:
     case DType::F8_E4M3: break;
   }
   fail("GGUF has no tensor type for {}", dtype_name(dtype));
+}
+
+size_t gguf_tensor_bytes(DType dtype, const std::vector<int64_t>& shape) {
+  const size_t n = element_count(shape);
+  return dtype == DType::Q8_0 ? n / 32 * 34 : n * dtype_size(dtype);
 }
 
 void GgufWriter::begin_key(const std::string& key, GgufValueType type) {
@@ -218,7 +248,7 @@ void GgufWriter::add_int32_array(const std::string& key, const std::vector<int32
 
 void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
                             std::vector<uint8_t> data) {
-  if (data.size() != element_count(shape) * dtype_size(dtype)) {
+  if (data.size() != gguf_tensor_bytes(dtype, shape)) {
     fail("GGUF tensor {}: {} bytes for {} elements of {}", name, data.size(), element_count(shape), dtype_name(dtype));
   }
   add_tensor(name, dtype, shape, [bytes = std::move(data)] { return bytes; });
@@ -248,7 +278,7 @@ void GgufWriter::write(const std::filesystem::path& path) const {
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) append_scalar<uint64_t>(header, static_cast<uint64_t>(*it));
     append_scalar<uint32_t>(header, static_cast<uint32_t>(ggml_type_for(t.dtype)));
     append_scalar<uint64_t>(header, offset);
-    sizes.push_back(element_count(t.shape) * dtype_size(t.dtype));
+    sizes.push_back(gguf_tensor_bytes(t.dtype, t.shape));
     offset = align_up(offset + sizes.back(), kAlignment);
   }
   header.resize(align_up(header.size(), kAlignment), 0);
@@ -425,8 +455,7 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
       progress(gguf_name, i);
       std::vector<uint8_t> bytes = convert_tensor(view, dtype);
       if (permute_heads > 0) {
-        const size_t row_bytes = static_cast<size_t>(view.shape.at(1)) * dtype_size(dtype);
-        bytes = permute_rotary_rows(bytes, permute_heads, head_dim, row_bytes);
+        bytes = permute_rotary_rows(bytes, permute_heads, head_dim, gguf_tensor_bytes(dtype, {view.shape.at(1)}));
       }
       return bytes;
     });

@@ -21,8 +21,10 @@ enum class GgufValueType : uint32_t {
 };
 
 // ggml tensor types used here (the numbers are ggml's).
-enum class GgmlType : uint32_t { F32 = 0, F16 = 1, BF16 = 30 };
+enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 };
 GgmlType ggml_type_for(DType dtype);
+// Bytes of a tensor of this shape as GGUF stores it (Q8_0: blocks of {f16 scale, 32 int8}, 34 bytes).
+size_t gguf_tensor_bytes(DType dtype, const std::vector<int64_t>& shape);
 
 // Collects metadata and tensors, then writes the file in one pass:
 //   "GGUF", version 3, tensor count, kv count, the key/values, the tensor infos (name, dims innermost
@@ -65,7 +67,9 @@ class GgufWriter {
 };
 
 struct GgufExportOptions {
-  DType dtype = DType::BF16;  // matrices and embeddings; 1-D tensors (norms, rope_freqs) are always F32
+  // Matrices and embeddings: BF16, F16, F32 or Q8_0 (rounded as llama.cpp's quantizer rounds); 1-D tensors
+  // (norms, rope_freqs) are always F32.
+  DType dtype = DType::BF16;
   // Called before each tensor is converted: (gguf name, index from 0, total count).
   std::function<void(const std::string& name, size_t index, size_t count)> on_tensor;
 };

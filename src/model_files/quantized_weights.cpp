@@ -183,6 +183,8 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
           std::vector<int64_t> shape = weight->shape;
           const std::vector<uint16_t> dense = dequantize_fp8(*weight, store.get(module + ".weight_scale"));
           store.add_owned(weight_name, DType::BF16, std::move(shape), as_bytes(dense));
+          store.remove(module + ".weight_scale");
+          store.remove(module + ".input_scale_ub");
           fp8_modules.insert(module);
         }
       } else if (const TensorView* qweight = store.find(module + ".qweight"); qweight != nullptr) {
@@ -197,12 +199,55 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
         const int64_t out = scales.shape.size() == 2 ? scales.shape[1] : 0;
         const int64_t in = out > 0 ? static_cast<int64_t>(dense.size()) / out : 0;
         store.add_owned(weight_name, DType::F16, {out, in}, as_bytes(dense));
+        for (const char* part : {".qweight", ".qzeros", ".scales", ".g_idx"}) store.remove(module + part);
       }
       if (progress) progress->update(static_cast<uint64_t>(++done));
     }
   }
   if (progress) progress->finish();
+  store.release_replaced();
   return fp8_modules;
+}
+
+int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DType to, bool show_progress) {
+  if (to != DType::Q8_0) fail("weights can be re-stored in memory as q8_0 only, not {}", dtype_name(to));
+  std::vector<std::pair<std::string, const TensorView*>> targets;  // (name to store, source)
+  for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
+    for (const char* suffix : kLinearModules) {
+      const std::string name = layer_tensor_name(layer, suffix) + ".weight";
+      targets.emplace_back(name, &store.get(name));
+    }
+  }
+  const TensorView* head = store.find("lm_head.weight");
+  targets.emplace_back("lm_head.weight", head != nullptr ? head : &store.get("model.embed_tokens.weight"));
+  std::optional<Progress> progress;
+  if (show_progress) progress.emplace(fmt::format("re-storing weights as {}", dtype_name(to)), targets.size(), "tensors");
+  int done = 0;
+  for (const auto& [name, source] : targets) {
+    if (source->shape.size() != 2 || source->shape[1] % 32 != 0) {
+      fail("{}: tensor {} has shape {}; Q8_0 needs rows of a multiple of 32", source->file.string(), source->name,
+           source->shape_string());
+    }
+    const int64_t rows = source->shape[0];
+    const int64_t in = source->shape[1];
+    const size_t bytes = row_bytes(DType::Q8_0, in);
+    const size_t source_row = row_bytes(source->dtype, in);
+    std::vector<std::byte> packed(static_cast<size_t>(rows) * bytes);
+#pragma omp parallel
+    {
+      std::vector<float> values(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        convert_to_f32(source->dtype, source->data + static_cast<size_t>(r) * source_row, values.data(), values.size());
+        quantize_row_q8_0(values.data(), values.size(), packed.data() + static_cast<size_t>(r) * bytes);
+      }
+    }
+    store.add_owned(name, DType::Q8_0, source->shape, std::move(packed));
+    if (progress) progress->update(static_cast<uint64_t>(++done));
+  }
+  if (progress) progress->finish();
+  store.release_replaced();
+  return done;
 }
 
 PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size) {

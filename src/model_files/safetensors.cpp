@@ -257,27 +257,67 @@ const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, s
   owned->view.shape = std::move(shape);
   owned->view.file = dir_;
   owned->bytes = std::move(data);
-  if (owned->bytes.size() != static_cast<size_t>(owned->view.numel()) * dtype_size(dtype)) {
+  const int64_t numel = owned->view.numel();
+  const int64_t row = owned->view.shape.empty() ? 1 : owned->view.shape.back();
+  if (row <= 0 || owned->bytes.size() != static_cast<size_t>(numel / row) * row_bytes(dtype, row)) {
     fail("tensor {}: {} bytes for shape {}", name, owned->bytes.size(), owned->view.shape_string());
   }
   owned->view.data = owned->bytes.data();
   owned->view.nbytes = owned->bytes.size();
+  // A tensor this replaces that was itself held in memory is freed (views of it become invalid).
+  std::erase_if(owned_, [&](const std::unique_ptr<OwnedTensor>& t) { return t->view.name == name; });
   owned_.push_back(std::move(owned));
   by_name_[name] = &owned_.back()->view;
   return owned_.back()->view;
 }
 
+namespace {
+
+// Where a view's bytes lie in one of the mapped files, if they do.
+template <typename Files>
+const SafetensorsFile* file_holding(const Files& files, const TensorView& view) {
+  for (const auto& f : files) {
+    const std::byte* begin = f->mapped().data();
+    if (begin != nullptr && view.data >= begin && view.data < begin + f->mapped().size()) return f.get();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void TensorStore::prefault(bool show_progress) const {
+  std::vector<std::pair<const SafetensorsFile*, const TensorView*>> in_use;
   size_t total = 0;
-  for (const auto& f : files_) total += f->mapped().size();
+  for (const auto& [name, view] : by_name_) {
+    if (const SafetensorsFile* f = file_holding(files_, *view)) {
+      in_use.emplace_back(f, view);
+      total += view->nbytes;
+    }
+  }
   std::optional<Progress> progress;
   if (show_progress) progress.emplace("loading weights", total);
-  size_t before = 0;
+  size_t done = 0;
+  for (const auto& [file, view] : in_use) {
+    // In slices, so the progress moves within large tensors too.
+    constexpr size_t kSlice = size_t{64} << 20;
+    const size_t offset = static_cast<size_t>(view->data - file->mapped().data());
+    for (size_t at = 0; at < view->nbytes; at += kSlice) {
+      const size_t length = std::min(kSlice, view->nbytes - at);
+      file->mapped().prefault_range(offset + at, length);
+      done += length;
+      if (progress) progress->update(done);
+    }
+  }
+  if (progress) progress->finish();
+}
+
+void TensorStore::release_replaced() const {
   for (const auto& f : files_) {
-    f->mapped().prefault([&](size_t done) {
-      if (progress) progress->update(before + done);
-    });
-    before += f->mapped().size();
+    for (const auto& [name, view] : f->tensors()) {
+      const auto it = by_name_.find(name);
+      if (it != by_name_.end() && it->second == &view) continue;  // still in use
+      f->mapped().release_range(static_cast<size_t>(view.data - f->mapped().data()), view.nbytes);
+    }
   }
 }
 

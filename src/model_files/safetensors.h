@@ -57,12 +57,17 @@ class TensorStore {
   const TensorView& get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
   std::vector<std::string> names() const;
   size_t total_bytes() const;
-  // Adds a tensor held in memory (a dequantized weight), replacing any stored tensor of that name.
-  // data must hold numel * dtype_size bytes; views of it stay valid as long as the store.
+  // Adds a tensor held in memory (a dequantized weight), replacing any stored tensor of that name (one
+  // held in memory is freed). data must hold the tensor's bytes (rows of row_bytes(dtype, shape.back())).
   const TensorView& add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
                               std::vector<std::byte> data);
-  // Makes every weight file resident (MappedFile::prefault), showing progress on stderr.
+  // Makes every tensor in use resident (as MappedFile::prefault, but skipping stored tensors that were
+  // replaced by converted copies), showing progress on stderr.
   void prefault(bool show_progress) const;
+  // Forgets a tensor (a quantized layer's packed parts once dequantized); absent names are ignored.
+  void remove(const std::string& name) { by_name_.erase(name); }
+  // Drops from memory the stored tensors that were replaced or removed (their pages are not needed).
+  void release_replaced() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

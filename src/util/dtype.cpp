@@ -1,5 +1,6 @@
 #include "util/dtype.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "util/error.h"
@@ -13,6 +14,7 @@ std::string_view dtype_name(DType t) {
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
     case DType::F8_E4M3: return "F8_E4M3";
+    case DType::Q8_0: return "Q8_0";
   }
   return "?";
 }
@@ -117,6 +119,33 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
       const auto* s = static_cast<const uint8_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = f8e4m3_to_f32(s[i]);
       return;
+    }
+    case DType::Q8_0: {
+      const auto* scales = static_cast<const uint16_t*>(src);
+      const auto* values = reinterpret_cast<const int8_t*>(scales + n / 32);
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(values[i]) * f16_to_f32(scales[i / 32]);
+      return;
+    }
+  }
+}
+
+void quantize_row_q8_0(const float* x, size_t n, void* dst) {
+  auto* scales = static_cast<uint16_t*>(dst);
+  auto* values = reinterpret_cast<int8_t*>(scales + n / 32);
+  for (size_t b = 0; b < n / 32; ++b) {
+    float max_abs = 0.0f;
+    for (size_t i = 0; i < 32; ++i) max_abs = std::max(max_abs, std::fabs(x[b * 32 + i]));
+    // As llama.cpp's quantize_row_q8_0_ref: the inverse comes from the fp32 scale, before it is stored as f16.
+    const float d = max_abs / 127.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    scales[b] = f32_to_f16(d);
+    for (size_t i = 0; i < 32; ++i) {
+      // roundf (halves away from zero) without its libm call: |v| <= 127, so the int conversion truncates
+      // exactly and v - t is exact; no branches (the comparison is a coin flip for random weights).
+      const float v = x[b * 32 + i] * inverse;
+      const int t = static_cast<int>(v);
+      const float fraction = v - static_cast<float>(t);
+      values[b * 32 + i] = static_cast<int8_t>(t + static_cast<int>(fraction >= 0.5f) - static_cast<int>(fraction <= -0.5f));
     }
   }
 }

@@ -7,9 +7,12 @@
 
 namespace llama31 {
 
-// F32, F16 and BF16 are what the kernels multiply by. I32 and F8_E4M3 only appear in stored quantized
-// checkpoints (packed int4 words, FP8 weights), which model_files turns into one of the others.
-enum class DType { F32, F16, BF16, I32, F8_E4M3 };
+// F32, F16 and BF16 are what the kernels multiply by, and Q8_0 (below). I32 and F8_E4M3 only appear in
+// stored quantized checkpoints (packed int4 words, FP8 weights), which model_files turns into one of the others.
+// Q8_0 holds matrices in blocks of 32 values of a row as llama.cpp's GGML_TYPE_Q8_0 does (int8 values, one
+// f16 scale per block, value = q * scale), laid out row by row as [in/32 f16 scales][in int8 values] so the
+// kernels load whole vectors of either; rows must be a multiple of 32 long. It exists in memory only.
+enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -17,11 +20,20 @@ constexpr size_t dtype_size(DType t) {
     case DType::I32: return 4;
     case DType::F16:
     case DType::BF16: return 2;
-    case DType::F8_E4M3: return 1;
+    case DType::F8_E4M3:
+    case DType::Q8_0: return 1;  // Q8_0: plus a scale per 32 (see row_bytes)
   }
   return 0;
 }
+// Bytes of a row of n values (n a multiple of 32 for Q8_0).
+constexpr size_t row_bytes(DType t, int64_t n) {
+  const size_t count = static_cast<size_t>(n);
+  return t == DType::Q8_0 ? count + count / 32 * 2 : count * dtype_size(t);
+}
+// Element-wise float types (what stored weights and scales are read as).
 constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+// What kernels::matmul multiplies by.
+constexpr bool is_matmul_dtype(DType t) { return is_compute_dtype(t) || t == DType::Q8_0; }
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
 DType dtype_from_option(std::string_view name, std::string_view option = "--dtype");
@@ -51,7 +63,11 @@ float f8e4m3_to_f32(uint8_t v);
 // Round to nearest even; magnitudes beyond 448 saturate to +-448 (callers scale into range first).
 uint8_t f32_to_f8e4m3(float f);
 
-// Converts n stored elements of type t to float (I32 as integers).
+// Converts n stored elements of type t to float (I32 as integers; Q8_0: src is one row of n values).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
+
+// One row of n (a multiple of 32) values to Q8_0, rounding exactly as llama.cpp does (so a GGUF Q8_0
+// tensor of the same weights holds the same numbers). dst: row_bytes(Q8_0, n) bytes.
+void quantize_row_q8_0(const float* x, size_t n, void* dst);
 
 }  // namespace llama31

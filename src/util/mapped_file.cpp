@@ -1,5 +1,7 @@
 #include "util/mapped_file.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -50,6 +52,24 @@ void MappedFile::prefault(const std::function<void(size_t)>& on_progress) const 
     if (on_progress && (offset % report_every) < page) on_progress(offset);
   }
   if (on_progress) on_progress(size_);
+}
+
+void MappedFile::prefault_range(size_t offset, size_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  length = std::min(length, size_ - offset);
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  volatile unsigned char sink = 0;
+  for (size_t at = offset; at < offset + length; at += page) sink = sink ^ static_cast<unsigned char>(data_[at]);
+  if (length > 0) sink = sink ^ static_cast<unsigned char>(data_[offset + length - 1]);
+}
+
+void MappedFile::release_range(size_t offset, size_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  length = std::min(length, size_ - offset);
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t begin = (offset + page - 1) / page * page;
+  const size_t end = (offset + length) / page * page;
+  if (end > begin) ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -24,6 +24,11 @@ class MappedFile {
   // Reads every page once so the whole file is resident before use (as llama.cpp's MAP_POPULATE):
   // first-token latency and benchmarks then exclude disk reads. on_progress gets bytes done so far.
   void prefault(const std::function<void(size_t)>& on_progress = {}) const;
+  // The same for bytes [offset, offset + length) only.
+  void prefault_range(size_t offset, size_t length) const;
+  // Drops the whole pages inside [offset, offset + length) from this process's memory (they are read
+  // from the file again if touched): for tensors replaced by converted copies.
+  void release_range(size_t offset, size_t length) const;
 
  private:
   std::filesystem::path path_;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "engine/generator.h"
 #include "engine/llama_model.h"
 #include "model_files/test_model.h"
 #include "support/quantized_layouts.h"
@@ -166,6 +167,45 @@ TEST(QuantizedCheckpoint, Fp8DequantizesItsWeightsAndQuantizesActivationsPerToke
   }
   EXPECT_GT(max_diff, 0.0);
   EXPECT_LT(max_diff, 0.1 * max_abs) << "max |logit| " << max_abs;
+}
+
+TEST(Q8_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnHalfTheBytes) {
+  testing::TempDir dir("llama31-q8");
+  write_test_model(dir.path());
+  const auto stored = LoadedModel::load(dir.path());
+  const auto q8 = LoadedModel::load(dir.path(), /*prefault=*/false, DType::Q8_0);
+  EXPECT_EQ(q8->folder().weights.get("model.layers.1.mlp.up_proj.weight").dtype, DType::Q8_0);
+  EXPECT_EQ(q8->folder().weights.get("lm_head.weight").dtype, DType::Q8_0);
+  EXPECT_EQ(q8->folder().weights.get("model.embed_tokens.weight").dtype, DType::BF16);  // looked up, not multiplied
+  // bf16 is 2 bytes a weight, Q8_0 34 bytes per 32; the norms stay fp32.
+  EXPECT_LT(static_cast<double>(q8->model().bytes_read_per_token()),
+            0.56 * static_cast<double>(stored->model().bytes_read_per_token()));
+  const std::vector<TokenId> tokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
+  auto logits = [&](const LoadedModel& m, bool one_at_a_time) {
+    KvCache cache(m.config(), 16);
+    std::vector<float> all, step;
+    if (!one_at_a_time) {
+      m.model().forward(tokens, cache, Logits::All, all);
+      return all;
+    }
+    for (TokenId t : tokens) {
+      m.model().forward(std::span<const TokenId>(&t, 1), cache, Logits::Last, step);
+      all.insert(all.end(), step.begin(), step.end());
+    }
+    return all;
+  };
+  const std::vector<float> reference = logits(*stored, false);
+  for (const bool one_at_a_time : {false, true}) {  // the prefill and the decode kernels
+    const std::vector<float> q = logits(*q8, one_at_a_time);
+    ASSERT_EQ(q.size(), reference.size());
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < q.size(); ++k) {
+      diff += (q[k] - reference[k]) * (q[k] - reference[k]);
+      norm += reference[k] * reference[k];
+    }
+    EXPECT_GT(diff, 0.0);
+    EXPECT_LT(std::sqrt(diff / norm), 0.02) << (one_at_a_time ? "decode" : "prefill");
+  }
 }
 
 TEST(FakeQuantizeFp8, RowsKeepTheirLargestValueAndClampAtTheBound) {

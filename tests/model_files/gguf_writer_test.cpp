@@ -214,6 +214,48 @@ TEST_F(GgufExport, TiedBf16ExportOmitsOutputAndKeepsNormsF32) {
   EXPECT_EQ(g.bytes.size(), g.data_start + (t.offset + n * (t.type == 0 ? 4 : 2) + 31) / 32 * 32);
 }
 
+TEST_F(GgufExport, Q8_0ExportHoldsLlamaCppBlocksOfTheWeights) {
+  TestModelSpec spec;  // rows of 64: two blocks of 32 each
+  const TestModelWeights weights = write_test_model(dir_.path(), spec);
+  const auto out = dir_.path() / "q8.gguf";
+  GgufExportOptions options;
+  options.dtype = DType::Q8_0;
+  export_gguf(ModelFolder::open(dir_.path()), out, options);
+  const ParsedGguf g = parse_gguf(out);
+  EXPECT_EQ(g.integers.at("general.file_type"), 7u);  // MOSTLY_Q8_0
+  EXPECT_EQ(g.tensors.at("blk.1.ffn_down.weight").type, 8u);  // GGML_TYPE_Q8_0
+  EXPECT_EQ(g.tensors.at("token_embd.weight").type, 8u);
+  EXPECT_EQ(g.tensors.at("blk.1.ffn_norm.weight").type, 0u);  // 1-D stays F32
+  // Block layout {f16 d, int8 qs[32]}: d = max|x| / 127, qs = round(x / d), halves away from zero, as
+  // llama.cpp's quantize_row_q8_0_ref computes them (written out here independently).
+  const std::vector<float>& hf = weights.tensors.at("model.layers.1.mlp.down_proj.weight");  // [64][192]
+  const auto* data = reinterpret_cast<const uint8_t*>(g.bytes.data() + g.data_start +
+                                                      g.tensors.at("blk.1.ffn_down.weight").offset);
+  const int in = spec.intermediate_size;
+  for (int row = 0; row < 64; ++row) {
+    for (int block = 0; block < in / 32; ++block) {
+      const float* x = hf.data() + static_cast<size_t>(row) * in + static_cast<size_t>(block) * 32;
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+      const float d = amax / 127.0f;
+      const uint8_t* stored = data + (static_cast<size_t>(row) * (in / 32) + static_cast<size_t>(block)) * 34;
+      uint16_t d_bits = 0;
+      std::memcpy(&d_bits, stored, 2);
+      ASSERT_EQ(d_bits, f32_to_f16(d)) << row << "," << block;
+      for (int i = 0; i < 32; ++i) {
+        ASSERT_EQ(static_cast<int8_t>(stored[2 + i]), static_cast<int>(std::round(x[i] * (1.0f / d)))) << row << "," << i;
+      }
+    }
+  }
+  // The file size follows from 34 bytes per 32 values.
+  const std::string& last = g.tensor_order.back();
+  const auto& t = g.tensors.at(last);
+  size_t n = 1;
+  for (uint64_t dim : t.dims) n *= dim;
+  const size_t bytes = t.type == 8 ? n / 32 * 34 : n * 4;
+  EXPECT_EQ(g.bytes.size(), g.data_start + (t.offset + bytes + 31) / 32 * 32);
+}
+
 TEST(GgufPermutation, RoundTripsEveryRowOnce) {
   std::vector<uint8_t> rows(2 * 6);
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<uint8_t>(i);

@@ -113,9 +113,11 @@ Scores llamacpp_score(const fs::path& gguf, const std::vector<int>& ids, int gen
   return parse_scores(read_file(out));
 }
 
-Scores engine_score(const fs::path& model_dir, const std::vector<int>& ids) {
-  const auto r = run_cli({"score", "-m", model_dir.string(), "--ids", join_ids(ids), "--top",
-                          std::to_string(kEngineTop), "--json"});
+Scores engine_score(const fs::path& model_dir, const std::vector<int>& ids, const std::string& weights = "") {
+  std::vector<std::string> args = {"score", "-m", model_dir.string(), "--ids", join_ids(ids), "--top",
+                                   std::to_string(kEngineTop), "--json"};
+  if (!weights.empty()) args.insert(args.end(), {"--weights", weights});
+  const auto r = run_cli(args);
   EXPECT_EQ(r.exit_code, 0) << "llama31 score failed: " << r.err;
   return r.exit_code == 0 ? parse_scores(r.out) : Scores{};
 }
@@ -168,12 +170,14 @@ class LlamaCppAgreement : public ::testing::Test {
 };
 
 // Scores `ids` with both and asserts agreement within the tolerance at every position.
-void expect_sequence_agrees(const std::vector<int>& ids, const std::string& gguf_dtype, double tolerance) {
+// engine_weights: llama31's --weights (empty: as stored).
+void expect_sequence_agrees(const std::vector<int>& ids, const std::string& gguf_dtype, double tolerance,
+                            const std::string& engine_weights = "") {
   TempDir dir("llama31-peer");
   write_test_model(dir.path(), TestModelSpec{});
   const fs::path gguf = dir.path() / ("model-" + gguf_dtype + ".gguf");
   convert(dir.path(), gguf, gguf_dtype);
-  const Scores engine = engine_score(dir.path(), ids);
+  const Scores engine = engine_score(dir.path(), ids, engine_weights);
   const Scores peer = llamacpp_score(gguf, ids, 0, dir.path());
   ASSERT_EQ(engine.positions.size(), ids.size());
   ASSERT_EQ(peer.positions.size(), ids.size());
@@ -198,6 +202,14 @@ TEST_F(LlamaCppAgreement, Random2100TokensAgreeAtEveryPosition) {
 // it departs from the float computation by more; this bounds how much (measured 3.4e-2 on this model).
 TEST_F(LlamaCppAgreement, Bf16GgufStaysCloseOver64Tokens) {
   expect_sequence_agrees(random_ids(64, 65), "bf16", 0.1);
+}
+
+// Q8_0: llama.cpp runs the GGUF `llama31 convert --dtype q8_0` writes, llama31 quantizes the same
+// checkpoint at load (--weights q8_0) with the same rounding, so both hold the same int8 weights and
+// scales; they differ in how activations are rounded (llama.cpp: q8 with f16 block scales at every
+// product; llama31: exact for prompts, q8 with fp32 scales for one-token steps).
+TEST_F(LlamaCppAgreement, Q8_0WeightsStayCloseOver64Tokens) {
+  expect_sequence_agrees(random_ids(64, 66), "q8_0", 0.1, "q8_0");
 }
 
 TEST_F(LlamaCppAgreement, Greedy32TokensAreIdentical) {

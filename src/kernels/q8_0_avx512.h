@@ -1,0 +1,28 @@
+// Internal: the AVX-512 VNNI matrix-vector kernel for Q8_0 weights (decode rows), used by
+// matmul_avx512.cpp's small-rows entry points.
+#pragma once
+
+#include <cstddef>
+
+namespace llama31::kernels::avx512 {
+
+// Floats of scratch for `rows` rows of prepared x.
+size_t q8_0_scratch(int rows, int in);
+// Quantizes each row of x (scalar::quantize_activations_q8) into scratch in the kernel's layout.
+const float* q8_0_prepare(const float* x, int rows, int in, float* scratch);
+// y[r][o] for o in [o_begin, o_end), rows <= kSmallRows, from prepared x.
+void q8_0_small_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                     size_t ldy);
+
+}  // namespace llama31::kernels::avx512
+
+namespace llama31::kernels::avx512 {
+
+// The matrix-matrix (prefill) kernel for Q8_0: x quantized per block once for all rows (prepare), the
+// weights of each chunk repacked so one vpdpbusd computes 16 output rows, every row of x against them.
+size_t q8_0_many_scratch(int rows, int in);
+const float* q8_0_many_prepare(const float* x, int rows, int in, float* scratch);
+void q8_0_many_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                    size_t ldy);
+
+}  // namespace llama31::kernels::avx512
