@@ -38,9 +38,7 @@ void apply_linear(const TensorView& w, const float* x, int rows, float* y) {
 LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
   const TensorStore& w = folder.weights;
   embed_tokens_ = &w.get("model.embed_tokens.weight");
-  // A tied head is the embedding, unless the weights were re-stored with a head of its own.
-  const TensorView* head = w.find("lm_head.weight");
-  lm_head_ = head != nullptr ? head : config_.tie_word_embeddings ? embed_tokens_ : &w.get("lm_head.weight");
+  lm_head_ = config_.tie_word_embeddings ? embed_tokens_ : &w.get("lm_head.weight");
   final_norm_ = to_f32(w.get("model.norm.weight"));
   layers_.reserve(static_cast<size_t>(config_.num_hidden_layers));
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
@@ -235,9 +233,9 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   };
 
   // Embedding: one row of the table per token.
-  const size_t row_bytes = static_cast<size_t>(hidden) * dtype_size(embed_tokens_->dtype);
+  const size_t embed_row_bytes = row_bytes(embed_tokens_->dtype, hidden);
   for (int i = 0; i < n; ++i) {
-    convert_to_f32(embed_tokens_->dtype, embed_tokens_->data + static_cast<size_t>(tokens[i]) * row_bytes,
+    convert_to_f32(embed_tokens_->dtype, embed_tokens_->data + static_cast<size_t>(tokens[i]) * embed_row_bytes,
                    &x[i * hidden], static_cast<size_t>(hidden));
   }
 

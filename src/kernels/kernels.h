@@ -20,8 +20,8 @@ namespace llama31::kernels {
 // holds x as two bf16 halves (16 significant bits, relative error <= 2^-17 per element), within the
 // tests' tolerance of 1e-5 * sum|x_i w_i|. Q8_0 weights (in a multiple of 32): each row of x is quantized
 // per block of 32 to int8 as llama.cpp does (scalar::quantize_activations_q8) and the blocks are exact
-// integer dot products (AVX-512 VNNI), scaled and summed in fp32; the tolerance is then relative to the
-// quantized x.
+// integer dot products (AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw), scaled and summed in fp32; the
+// tolerance is then relative to the quantized x.
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y);
 
 // The same product by the matrix-matrix (prefill) kernel for any number of rows: each row of y comes out

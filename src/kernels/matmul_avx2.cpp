@@ -7,6 +7,7 @@
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/isa_table.h"
+#include "kernels/q8_0_avx2.h"
 #include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
@@ -118,12 +119,15 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
   }
 }
 
-size_t small_rows_scratch(int rows, int in, DType) { return static_cast<size_t>(rows) * padded_in(in); }
+size_t small_rows_scratch(int rows, int in, DType w_type) {
+  if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
+  return static_cast<size_t>(rows) * padded_in(in);
+}
 
 // Copies x into zero-padded rows of a multiple of 16; for BF16 weights each block of 16 is stored as
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
-  if (w_type == DType::Q8_0) return x;  // the scalar Q8_0 loop reads x as given
+  if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
   const size_t n_in = static_cast<size_t>(in);
   for (int r = 0; r < rows; ++r) {
@@ -149,7 +153,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::BF16: small_rows_rows<DType::BF16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q8_0: scalar::matmul_range(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // no AVX2 kernel yet
+    case DType::Q8_0: q8_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -258,8 +262,10 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
   }
 }
 
-size_t many_rows_scratch(int, int, DType) { return 0; }
-const float* many_rows_prepare(const float* x, int, int, DType, float*) { return x; }
+size_t many_rows_scratch(int rows, int in, DType w_type) { return w_type == DType::Q8_0 ? q8_0_scratch(rows, in) : 0; }
+const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  return w_type == DType::Q8_0 ? q8_0_prepare(x, rows, in, scratch) : x;
+}
 
 void many_rows_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                      float* y, size_t ldy) {
@@ -267,7 +273,7 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::BF16: many_rows_typed<DType::BF16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q8_0: scalar::matmul_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // no AVX2 kernel yet
+    case DType::Q8_0: q8_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }

@@ -218,8 +218,9 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
       targets.emplace_back(name, &store.get(name));
     }
   }
-  const TensorView* head = store.find("lm_head.weight");
-  targets.emplace_back("lm_head.weight", head != nullptr ? head : &store.get("model.embed_tokens.weight"));
+  // The embedding too, as llama.cpp's Q8_0 files hold it (a tied head then stays the embedding).
+  targets.emplace_back("model.embed_tokens.weight", &store.get("model.embed_tokens.weight"));
+  if (const TensorView* head = store.find("lm_head.weight")) targets.emplace_back("lm_head.weight", head);
   std::optional<Progress> progress;
   if (show_progress) progress.emplace(fmt::format("re-storing weights as {}", dtype_name(to)), targets.size(), "tensors");
   int done = 0;
