@@ -35,6 +35,8 @@ void run_compare(const CompareOptions& o) {
   auto model = load_model(o.model);
   ModelOptions reference_options = o.model;
   reference_options.model_dir = o.reference_dir;
+  reference_options.weights.clear();  // the reference runs as stored: `-m DIR --reference DIR --weights q8_0`
+                                      // measures what Q8_0 changes
   auto reference = load_model(reference_options);
   if (reference->model().vocab_size() != model->model().vocab_size()) {
     fail("--reference has {} tokens in its vocabulary, the model {}", reference->model().vocab_size(),
@@ -87,7 +89,9 @@ void add_compare_command(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "compare", "KL divergence and top-token agreement of a model against a reference (quantization quality)");
   add_model_options(*sub, o->model);
-  sub->add_option("--reference", o->reference_dir, "Reference model folder (e.g. the bf16 original)")->required();
+  sub->add_option("--reference", o->reference_dir,
+                  "Reference model folder (e.g. the bf16 original), run as stored even with --weights")
+      ->required();
   auto* text = sub->add_option("--text", o->text, "Text to compare on");
   auto* file = sub->add_option("-f,--file", o->file, "File holding the text to compare on");
   text->excludes(file);

@@ -102,6 +102,13 @@ TEST_F(QuantizeCli, CompareReportsKlAndTopTokenAgreementAgainstTheReference) {
   EXPECT_GT(q["mean_kl"].get<double>(), 0.0);
   EXPECT_LT(q["mean_kl"].get<double>(), 1.0);
   EXPECT_GT(q["top1_agreement"].get<double>(), 0.5);
+  // --weights applies to the model only: the same folder against itself measures what Q8_0 changes.
+  const auto q8 = run_cli({"compare", "-m", path("model"), "--reference", path("model"), "--weights", "q8_0",
+                           "--text", text, "--json"});
+  ASSERT_EQ(q8.exit_code, 0) << q8.err;
+  const auto q8_json = nlohmann::json::parse(q8.out);
+  EXPECT_GT(q8_json["mean_kl"].get<double>(), 0.0);
+  EXPECT_LT(q8_json["mean_kl"].get<double>(), q["mean_kl"].get<double>());  // Q8_0 is closer than int4
   const auto human = run_cli({"compare", "-m", path("cmp"), "--reference", path("model"), "--text", text});
   EXPECT_NE(human.out.find("mean KL:"), std::string::npos) << human.out;
   EXPECT_NE(human.out.find("same top token:"), std::string::npos) << human.out;
