@@ -64,6 +64,7 @@ nlohmann::json info_json(const ModelFolder& folder, long long tensor_parameters,
   j["parameter_count"] = c.parameter_count();
   j["tensor_parameter_count"] = tensor_parameters;
   j["parameter_counts_match"] = tensor_parameters == c.parameter_count();
+  j["quantization_config"] = c.quantization ? c.quantization->to_json() : nlohmann::json(nullptr);
   j["weight_bytes_by_dtype"] = bytes_by_dtype;
   j["weight_bytes"] = folder.weights.total_bytes();
   j["kv_cache_bytes_per_token"] = kv_cache_bytes_per_token(c);
@@ -108,6 +109,18 @@ void print_text(const ModelFolder& folder, long long tensor_parameters,
     params += fmt::format(" (tensors hold {}: extra tensors present)", with_thousands(tensor_parameters));
   }
   line("parameters:", params);
+  if (c.quantization) {
+    const QuantizationConfig& q = *c.quantization;
+    const std::string kept = q.modules_to_not_convert.empty()
+                                 ? std::string()
+                                 : fmt::format(", {} modules kept unquantized", q.modules_to_not_convert.size());
+    line("quantization:", q.method == QuantMethod::FbgemmFp8
+                              ? fmt::format("fbgemm_fp8 (e4m3 weights, per-token activations up to {}{}; run as bf16)",
+                                            q.activation_scale_ub, kept)
+                              : fmt::format("{} ({}-bit, group {}{}{}; run as f16)", quant_method_name(q.method), q.bits,
+                                            q.group_size, q.method == QuantMethod::Gptq && q.desc_act ? ", act-order" : "",
+                                            kept));
+  }
   for (const auto& [dtype, bytes] : bytes_by_dtype) {
     line("weight bytes:", fmt::format("{} {} ({:.1f} MiB)", dtype, with_thousands(bytes),
                                       static_cast<double>(bytes) / (1024.0 * 1024.0)));

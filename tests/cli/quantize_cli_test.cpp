@@ -71,6 +71,8 @@ TEST_F(QuantizeCli, Int4G128WritesTheAwqLayoutAndRunsCloseToTheOriginal) {
 
   const auto g = run_cli({"generate", "-m", path("int4"), "-p", "Hello", "-n", "4", "--temp", "0"});
   EXPECT_EQ(g.exit_code, 0) << g.err;
+  const auto info = run_cli({"info", "-m", path("int4")});
+  EXPECT_NE(info.out.find("quantization:          awq (4-bit, group 128"), std::string::npos) << info.out;
 }
 
 TEST_F(QuantizeCli, Fp8WritesMetasLayoutAndRunsCloseToTheOriginal) {
