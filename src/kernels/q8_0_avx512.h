@@ -1,5 +1,5 @@
-// Internal: the AVX-512 VNNI matrix-vector kernel for Q8_0 weights (decode rows), used by
-// matmul_avx512.cpp's small-rows entry points.
+// Internal: the AVX-512 VNNI kernels for Q8_0 weights, used by matmul_avx512.cpp: matrix-vector for
+// decode rows (q8_0_avx512.cpp) and matrix-matrix for prefill (q8_0_gemm_avx512.cpp).
 #pragma once
 
 #include <cstddef>
@@ -13,10 +13,6 @@ const float* q8_0_prepare(const float* x, int rows, int in, float* scratch);
 // y[r][o] for o in [o_begin, o_end), rows <= kSmallRows, from prepared x.
 void q8_0_small_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
                      size_t ldy);
-
-}  // namespace llama31::kernels::avx512
-
-namespace llama31::kernels::avx512 {
 
 // The matrix-matrix (prefill) kernel for Q8_0: x quantized per block once for all rows (prepare), the
 // weights of each chunk repacked so one vpdpbusd computes 16 output rows, every row of x against them.
