@@ -60,6 +60,17 @@
     }
     return div;
   }
+  // While streaming, at most one render per animation frame: re-rendering the conversation for every
+  // token made long answers quadratic and kept the page too busy to handle Stop in time.
+  let framePending = false;
+  function renderSoon() {
+    if (framePending) return;
+    framePending = true;
+    requestAnimationFrame(() => {
+      framePending = false;
+      if (controller) render(true);
+    });
+  }
   function render(streamingLast) {
     const list = $("messages");
     list.replaceChildren(...state.messages.map((m, i) =>
@@ -150,7 +161,7 @@
         try { message = `${response.status}: ${(await response.json()).error.message}`; } catch { /* not JSON */ }
         throw new Error(message);
       }
-      await readEvents(response, (chunk) => { applyDelta(answer, chunk); render(true); });
+      await readEvents(response, (chunk) => { applyDelta(answer, chunk); renderSoon(); });
     } catch (err) {
       if (err.name === "AbortError") answer.finish = "stopped";
       else showError(`Request failed: ${err.message}`);

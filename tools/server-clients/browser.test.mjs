@@ -57,7 +57,10 @@ test("the page streams an answer, stops on Stop and keeps the chat over a reload
   }, null, { timeout: T });
   assert.equal(await page.locator("#stop").isEnabled(), true, "Stop is enabled while streaming");
   await page.click("#stop");
-  await page.locator(".message.assistant .finish", { hasText: "(stopped)" }).waitFor();
+  const secondFinish = page.locator(".message.assistant").nth(1).locator(".finish");
+  await secondFinish.waitFor();
+  assert.equal(await secondFinish.textContent(), "(stopped)",
+               `the answer ended by itself before Stop: ${(await answers(page).nth(1).textContent()).length} characters`);
   assert.equal(await page.locator("#stop").isDisabled(), true);
   assert.equal(await page.locator("#send").isEnabled(), true);
   const stopped = await answers(page).nth(1).textContent();
