@@ -10,16 +10,6 @@
 
 namespace llama31 {
 
-namespace {
-
-std::vector<float> to_f32(const TensorView& t) {
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  convert_to_f32(t.dtype, t.data, out.data(), out.size());
-  return out;
-}
-
-}  // namespace
-
 void fake_quantize_fp8_rows(float* x, int rows, int width, float scale_ub) {
   for (int r = 0; r < rows; ++r) {
     float* row = x + static_cast<size_t>(r) * width;
@@ -39,7 +29,7 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
   const TensorStore& w = folder.weights;
   embed_tokens_ = &w.get("model.embed_tokens.weight");
   lm_head_ = config_.tie_word_embeddings ? embed_tokens_ : &w.get("lm_head.weight");
-  final_norm_ = to_f32(w.get("model.norm.weight"));
+  final_norm_ = w.get("model.norm.weight").values();
   layers_.reserve(static_cast<size_t>(config_.num_hidden_layers));
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     LayerWeights layer;
@@ -50,8 +40,8 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
     layer.gate_proj = &w.get(layer_tensor_name(l, "mlp.gate_proj.weight"));
     layer.up_proj = &w.get(layer_tensor_name(l, "mlp.up_proj.weight"));
     layer.down_proj = &w.get(layer_tensor_name(l, "mlp.down_proj.weight"));
-    layer.input_norm = to_f32(w.get(layer_tensor_name(l, "input_layernorm.weight")));
-    layer.post_attn_norm = to_f32(w.get(layer_tensor_name(l, "post_attention_layernorm.weight")));
+    layer.input_norm = w.get(layer_tensor_name(l, "input_layernorm.weight")).values();
+    layer.post_attn_norm = w.get(layer_tensor_name(l, "post_attention_layernorm.weight")).values();
     layers_.push_back(std::move(layer));
   }
   for (const std::string& module : folder.fp8_activation_modules) fp8_inputs_.insert(&w.get(module + ".weight"));

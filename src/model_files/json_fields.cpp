@@ -1,6 +1,7 @@
 #include "model_files/json_fields.h"
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +90,14 @@ std::vector<int> token_id_list(const nlohmann::json& j, const char* key, const s
     ids.push_back(id);
   }
   return ids;
+}
+
+void write_json_file(const std::filesystem::path& path, const nlohmann::json& j) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) fail("cannot create {}", path.string());
+  out << j.dump(2) << '\n';
+  out.close();
+  if (!out) fail("cannot write {}", path.string());
 }
 
 }  // namespace llama31::json_fields

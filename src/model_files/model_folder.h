@@ -1,6 +1,7 @@
 // A Hugging Face model folder: config, generation config, weights and tokenizer file paths.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -25,6 +26,11 @@ struct ModelFolder {
   // (config.json quantization_config) has its quantized layers dequantized, with progress on stderr.
   static ModelFolder open(const std::filesystem::path& dir);
 };
+
+// The seven linear layers of each decoder layer, as HF names them after "model.layers.N.".
+inline constexpr std::array<const char*, 7> kLayerLinearModules = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
 
 // HF tensor names of the Llama architecture.
 std::string layer_tensor_name(int layer, const char* suffix);  // "model.layers.3.self_attn.q_proj.weight"

@@ -1,11 +1,11 @@
 #include "model_files/quantize_folder.h"
 
 #include <cstring>
-#include <fstream>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "model_files/json_fields.h"
 #include "model_files/quantized_weights.h"
 #include "util/error.h"
 #include "util/progress.h"
@@ -30,25 +30,14 @@ TensorToWrite copy_of(const TensorView& view) {
 
 // "model.layers.3.mlp.up_proj" for "model.layers.3.mlp.up_proj.weight" when it is a layer's linear.
 std::optional<std::string> linear_module(const std::string& name) {
-  static const char* const kSuffixes[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
-                                          ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
-                                          ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
-                                          ".mlp.down_proj.weight"};
   if (name.rfind("model.layers.", 0) != 0) return std::nullopt;
-  for (const char* suffix : kSuffixes) {
-    const size_t n = std::strlen(suffix);
-    if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) {
+  for (const char* module : kLayerLinearModules) {
+    const std::string suffix = std::string(".") + module + ".weight";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
       return name.substr(0, name.size() - std::strlen(".weight"));
     }
   }
   return std::nullopt;
-}
-
-void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::trunc);
-  out << j.dump(2) << '\n';
-  out.close();
-  if (!out) fail("cannot write {}", path.string());
 }
 
 }  // namespace
@@ -130,7 +119,7 @@ QuantizeReport quantize_folder(const ModelFolder& source, const std::filesystem:
   LlamaConfig config = source.config;
   config.quantization = quant;
   if (type == QuantizeType::Int4G128) config.torch_dtype = "float16";  // as AutoAWQ writes its checkpoints
-  write_json(out / "config.json", config.to_json());
+  json_fields::write_json_file(out / "config.json", config.to_json());
   for (const char* file : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
                            "special_tokens_map.json"}) {
     if (std::filesystem::exists(source.dir / file)) {

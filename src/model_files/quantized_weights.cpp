@@ -24,24 +24,10 @@ void require_float(const TensorView& t) {
   }
 }
 
-void require_shape(const TensorView& t, const std::vector<int64_t>& shape) {
-  if (t.shape != shape) {
-    TensorView expected;
-    expected.shape = shape;
-    fail("{}: tensor {} has shape {}, expected {}", t.file.string(), t.name, t.shape_string(), expected.shape_string());
-  }
-}
-
 void require_2d(const TensorView& t) {
   if (t.shape.size() != 2 || t.shape[0] <= 0 || t.shape[1] <= 0) {
     fail("{}: tensor {} must be a non-empty matrix, has shape {}", t.file.string(), t.name, t.shape_string());
   }
-}
-
-std::vector<float> to_f32(const TensorView& t) {
-  std::vector<float> values(static_cast<size_t>(t.numel()));
-  convert_to_f32(t.dtype, t.data, values.data(), values.size());
-  return values;
 }
 
 const int32_t* words(const TensorView& t) { return reinterpret_cast<const int32_t*>(t.data); }
@@ -58,9 +44,6 @@ std::vector<std::byte> as_bytes(const std::vector<Bytes>& values) {
   return bytes;
 }
 
-const char* const kLinearModules[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                      "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
 }  // namespace
 
 std::vector<uint16_t> dequantize_awq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
@@ -76,9 +59,9 @@ std::vector<uint16_t> dequantize_awq(const TensorView& qweight, const TensorView
          group_size);
   }
   const int64_t groups = in / group_size;
-  require_shape(qzeros, {groups, out / 8});
-  require_shape(scales, {groups, out});
-  const std::vector<float> s = to_f32(scales);
+  qzeros.require_shape({groups, out / 8});
+  scales.require_shape({groups, out});
+  const std::vector<float> s = scales.values();
   const int32_t* q = words(qweight);
   const int32_t* z = words(qzeros);
   std::vector<uint16_t> w(static_cast<size_t>(out * in));
@@ -109,12 +92,12 @@ std::vector<uint16_t> dequantize_gptq(const TensorView& qweight, const TensorVie
   if (out % 8 != 0) fail("{}: tensor {} has {} columns, not a multiple of 8", qweight.file.string(), qweight.name, out);
   const int64_t groups = group_size == -1 ? 1 : (in + group_size - 1) / group_size;
   if (group_size != -1 && group_size <= 0) fail("GPTQ group_size {} is not valid", group_size);
-  require_shape(qzeros, {groups, out / 8});
-  require_shape(scales, {groups, out});
+  qzeros.require_shape({groups, out / 8});
+  scales.require_shape({groups, out});
   std::vector<int64_t> group_of(static_cast<size_t>(in));
   if (g_idx != nullptr) {
     require_dtype(*g_idx, DType::I32);
-    require_shape(*g_idx, {in});
+    g_idx->require_shape({in});
     for (int64_t i = 0; i < in; ++i) {
       const int32_t g = words(*g_idx)[i];
       if (g < 0 || g >= groups) {
@@ -126,7 +109,7 @@ std::vector<uint16_t> dequantize_gptq(const TensorView& qweight, const TensorVie
   } else {
     for (int64_t i = 0; i < in; ++i) group_of[static_cast<size_t>(i)] = group_size == -1 ? 0 : i / group_size;
   }
-  const std::vector<float> s = to_f32(scales);
+  const std::vector<float> s = scales.values();
   const int32_t* q = words(qweight);
   const int32_t* z = words(qzeros);
   std::vector<uint16_t> w(static_cast<size_t>(out * in));
@@ -152,7 +135,7 @@ std::vector<uint16_t> dequantize_fp8(const TensorView& weight, const TensorView&
     fail("{}: tensor {} has shape {}, expected [{}, 1] (one scale per output channel)", weight_scale.file.string(),
          weight_scale.name, weight_scale.shape_string(), out);
   }
-  const std::vector<float> scale = to_f32(weight_scale);
+  const std::vector<float> scale = weight_scale.values();
   const auto* bytes = reinterpret_cast<const uint8_t*>(weight.data);
   std::vector<uint16_t> w(static_cast<size_t>(out * in));
 #pragma omp parallel for schedule(static)
@@ -169,12 +152,12 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
   std::set<std::string> fp8_modules;
   if (!config.quantization) return fp8_modules;
   const QuantizationConfig& quant = *config.quantization;
-  const int modules = config.num_hidden_layers * static_cast<int>(std::size(kLinearModules));
+  const int modules = config.num_hidden_layers * static_cast<int>(kLayerLinearModules.size());
   std::optional<Progress> progress;
   if (show_progress) progress.emplace(fmt::format("dequantizing {}", quant_method_name(quant.method)), modules, "layers");
   int done = 0;
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
-    for (const char* suffix : kLinearModules) {
+    for (const char* suffix : kLayerLinearModules) {
       const std::string module = layer_tensor_name(layer, suffix);
       const std::string weight_name = module + ".weight";
       if (quant.method == QuantMethod::FbgemmFp8) {
@@ -213,7 +196,7 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
   if (to != DType::Q8_0) fail("weights can be re-stored in memory as q8_0 only, not {}", dtype_name(to));
   std::vector<std::pair<std::string, const TensorView*>> targets;  // (name to store, source)
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
-    for (const char* suffix : kLinearModules) {
+    for (const char* suffix : kLayerLinearModules) {
       const std::string name = layer_tensor_name(layer, suffix) + ".weight";
       targets.emplace_back(name, &store.get(name));
     }

@@ -111,6 +111,19 @@ int64_t TensorView::numel() const {
   return n;
 }
 
+std::vector<float> TensorView::values() const {
+  std::vector<float> out(static_cast<size_t>(numel()));
+  convert_to_f32(dtype, data, out.data(), out.size());
+  return out;
+}
+
+void TensorView::require_shape(const std::vector<int64_t>& expected) const {
+  if (shape == expected) return;
+  TensorView wanted;
+  wanted.shape = expected;
+  fail("{}: tensor {} has shape {}, expected {}", file.string(), name, shape_string(), wanted.shape_string());
+}
+
 std::string TensorView::shape_string() const {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -227,12 +240,7 @@ const TensorView& TensorStore::get(const std::string& name) const {
 
 const TensorView& TensorStore::get(const std::string& name, const std::vector<int64_t>& expected_shape) const {
   const TensorView& view = get(name);
-  if (view.shape != expected_shape) {
-    TensorView expected;
-    expected.shape = expected_shape;
-    fail("{}: tensor {} has shape {}, expected {}", view.file.string(), name, view.shape_string(),
-         expected.shape_string());
-  }
+  view.require_shape(expected_shape);
   return view;
 }
 

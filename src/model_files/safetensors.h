@@ -25,6 +25,10 @@ struct TensorView {
 
   int64_t numel() const;
   std::string shape_string() const;  // "[128256, 4096]"
+  // Every element as float (convert_to_f32); for element-wise dtypes, not Q8_0.
+  std::vector<float> values() const;
+  // Throws naming the file, the tensor, its shape and the expected one when they differ.
+  void require_shape(const std::vector<int64_t>& expected) const;
 };
 
 // One .safetensors file. The header is validated against the file before any tensor is used:

@@ -1,5 +1,7 @@
 #include "model_files/test_model.h"
 
+#include "model_files/json_fields.h"
+
 #include <cmath>
 #include <fstream>
 #include <numbers>
@@ -166,14 +168,6 @@ nlohmann::json test_config_json(const TestModelSpec& spec) {
   return j;
 }
 
-void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) fail("cannot create {}", path.string());
-  out << j.dump(2) << '\n';
-  out.close();
-  if (!out) fail("cannot write {}", path.string());
-}
-
 void copy_tokenizer(const std::filesystem::path& from, const std::filesystem::path& to) {
   const auto options = std::filesystem::copy_options::overwrite_existing;
   if (!std::filesystem::exists(from / "tokenizer.json")) {
@@ -215,12 +209,12 @@ TestModelWeights write_test_model(const std::filesystem::path& dir, const TestMo
   std::filesystem::create_directories(dir, ec);
   if (ec || !std::filesystem::is_directory(dir)) fail("cannot create folder {}", dir.string());
   remove_old_weights(dir);
-  write_json(dir / "config.json", config_json);
+  json_fields::write_json_file(dir / "config.json", config_json);
   nlohmann::json generation = {{"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.9},
                                {"transformers_version", "4.42.3"}};
   if (config_json.contains("bos_token_id")) generation["bos_token_id"] = config_json["bos_token_id"];
   generation["eos_token_id"] = config_json["eos_token_id"];
-  write_json(dir / "generation_config.json", generation);
+  json_fields::write_json_file(dir / "generation_config.json", generation);
   copy_tokenizer(tokenizer_dir.empty() ? bundled_tokenizer_dir() : tokenizer_dir, dir);
 
   const double logit_std = spec.init_scale > 0.0f ? static_cast<double>(spec.init_scale) : 3.0;
@@ -255,7 +249,7 @@ TestModelWeights write_test_model(const std::filesystem::path& dir, const TestMo
       const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, spec.shards);
       write_safetensors(dir / file, shards[s], metadata);
     }
-    write_json(dir / "model.safetensors.index.json",
+    json_fields::write_json_file(dir / "model.safetensors.index.json",
                {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
   }
   return result;
