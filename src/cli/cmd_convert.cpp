@@ -25,6 +25,9 @@ void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
   const ModelFolder model = ModelFolder::open(options.model_dir);
   GgufExportOptions export_options;
+  if (options.dtype != "q8_0" && options.dtype != "bf16" && options.dtype != "f16" && options.dtype != "f32") {
+    fail("--dtype {}: expected bf16, f16, f32 or q8_0", options.dtype);
+  }
   export_options.dtype = options.dtype == "q8_0" ? DType::Q8_0 : dtype_from_option(options.dtype);
   const bool tty = isatty(fileno(stderr)) != 0;
   export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
