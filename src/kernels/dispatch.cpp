@@ -102,7 +102,9 @@ bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int o
   if (!is_matmul_dtype(w_type)) {
     fail("kernels::matmul: weights of dtype {} must be dequantized first", dtype_name(w_type));
   }
-  if (w_type == DType::Q8_0 && in % 32 != 0) fail("kernels::matmul: Q8_0 rows must be a multiple of 32, got {}", in);
+  if ((w_type == DType::Q8_0 || w_type == DType::Q4_0) && in % 32 != 0) {
+    fail("kernels::matmul: {} rows must be a multiple of 32, got {}", dtype_name(w_type), in);
+  }
   check_count("matmul", "rows", rows);
   check_count("matmul", "out", out);
   check_count("matmul", "in", in);

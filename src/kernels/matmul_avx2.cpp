@@ -7,6 +7,7 @@
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/isa_table.h"
+#include "kernels/q4_0_avx2.h"
 #include "kernels/q8_0_avx2.h"
 #include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
@@ -121,6 +122,7 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
 
 size_t small_rows_scratch(int rows, int in, DType w_type) {
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
+  if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
   return static_cast<size_t>(rows) * padded_in(in);
 }
 
@@ -128,6 +130,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
+  if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
   const size_t n_in = static_cast<size_t>(in);
   for (int r = 0; r < rows; ++r) {
@@ -154,6 +157,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::F16: small_rows_rows<DType::F16>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_0: q4_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }
@@ -262,9 +266,13 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
   }
 }
 
-size_t many_rows_scratch(int rows, int in, DType w_type) { return w_type == DType::Q8_0 ? q8_0_scratch(rows, in) : 0; }
+size_t many_rows_scratch(int rows, int in, DType w_type) {
+  if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
+  return w_type == DType::Q4_0 ? q4_0_scratch(rows, in) : 0;
+}
 const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
-  return w_type == DType::Q8_0 ? q8_0_prepare(x, rows, in, scratch) : x;
+  if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
+  return w_type == DType::Q4_0 ? q4_0_prepare(x, rows, in, scratch) : x;
 }
 
 void many_rows_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
@@ -274,6 +282,7 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::F16: many_rows_typed<DType::F16>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_0: q4_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32:
     case DType::F8_E4M3: break;  // rejected by kernels::matmul
   }

@@ -37,7 +37,7 @@ void block_rows(const float* prepared, size_t x_stride, const void* w, int in, i
   for (int j = 0; j < O; ++j) {
     const char* row = static_cast<const char*>(w) + static_cast<size_t>(o + j) * w_row;
     scales[j] = reinterpret_cast<const uint16_t*>(row);
-    values[j] = reinterpret_cast<const int8_t*>(row + blocks * 2);
+    values[j] = reinterpret_cast<const int8_t*>(row + quant_values_offset(n_in));
   }
   __m256 acc[O][R];
   #pragma GCC unroll 8

@@ -36,7 +36,6 @@ size_t row_floats(int in) { return static_cast<size_t>(in) / 4 + static_cast<siz
 
 // Packs rows [o, o + 16) (zeros past o_end) for blocks [b0, b0 + blocks) into one panel.
 void pack_panel(const void* w, int in, int o, int o_end, int b0, int blocks, uint8_t* panel) {
-  const size_t n_blocks = static_cast<size_t>(in) / 32;
   const size_t w_row = row_bytes(DType::Q8_0, in);
   for (int bi = 0; bi < blocks; ++bi) {
     uint8_t* dst = panel + static_cast<size_t>(bi) * kPanelBlockBytes;
@@ -45,7 +44,7 @@ void pack_panel(const void* w, int in, int o, int o_end, int b0, int blocks, uin
     std::memset(dst, 0, 8 * 64);
     for (int j = 0; j < kPanelRows && o + j < o_end; ++j) {
       const char* row = static_cast<const char*>(w) + static_cast<size_t>(o + j) * w_row;
-      const auto* values = reinterpret_cast<const int8_t*>(row + n_blocks * 2) + static_cast<size_t>(b0 + bi) * 32;
+      const auto* values = reinterpret_cast<const int8_t*>(row + quant_values_offset(static_cast<size_t>(in))) + static_cast<size_t>(b0 + bi) * 32;
       scales[j] = _cvtsh_ss(reinterpret_cast<const uint16_t*>(row)[b0 + bi]);
       int32_t sum = 0;
       for (int k = 0; k < 32; ++k) sum += values[k];

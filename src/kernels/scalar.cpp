@@ -19,7 +19,8 @@ float weight_at(const void* w, DType w_type, size_t index) {
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
     case DType::I32:
     case DType::F8_E4M3:
-    case DType::Q8_0: break;  // Q8_0 has its own loop; the others are rejected by kernels::matmul
+    case DType::Q8_0:
+    case DType::Q4_0: break;  // Q8_0 and Q4_0 have their own loops; the others are rejected by kernels::matmul
   }
   return 0.0f;
 }
@@ -35,11 +36,37 @@ void matmul_q8_0(const float* x, int rows, const void* w, int in, int o_begin, i
     for (int o = o_begin; o < o_end; ++o) {
       const auto* row = static_cast<const char*>(w) + static_cast<size_t>(o) * row_bytes(DType::Q8_0, in);
       const auto* scales = reinterpret_cast<const uint16_t*>(row);
-      const auto* values = reinterpret_cast<const int8_t*>(row + blocks * 2);
+      const auto* values = reinterpret_cast<const int8_t*>(row + quant_values_offset(n_in));
       float sum = 0.0f;
       for (size_t b = 0; b < blocks; ++b) {
         int32_t block_sum = 0;
         for (size_t i = b * 32; i < b * 32 + 32; ++i) block_sum += static_cast<int32_t>(values[i]) * qx[i];
+        sum += static_cast<float>(block_sum) * (f16_to_f32(scales[b]) * dx[b]);
+      }
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o)] = sum;
+    }
+  }
+}
+
+// Q4_0: the same with the weights' levels q - 8 (byte j of a block: value j low, value j + 16 high).
+void matmul_q4_0(const float* x, int rows, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
+  const size_t n_in = static_cast<size_t>(in);
+  const size_t blocks = n_in / 32;
+  std::vector<int8_t> qx(n_in);
+  std::vector<float> dx(blocks);
+  for (int r = 0; r < rows; ++r) {
+    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, qx.data(), dx.data());
+    for (int o = o_begin; o < o_end; ++o) {
+      const auto* row = static_cast<const char*>(w) + static_cast<size_t>(o) * row_bytes(DType::Q4_0, in);
+      const auto* scales = reinterpret_cast<const uint16_t*>(row);
+      const auto* nibbles = reinterpret_cast<const uint8_t*>(row + quant_values_offset(n_in));
+      float sum = 0.0f;
+      for (size_t b = 0; b < blocks; ++b) {
+        int32_t block_sum = 0;
+        for (size_t j = 0; j < 16; ++j) {
+          const uint8_t byte = nibbles[b * 16 + j];
+          block_sum += ((byte & 0x0f) - 8) * qx[b * 32 + j] + ((byte >> 4) - 8) * qx[b * 32 + j + 16];
+        }
         sum += static_cast<float>(block_sum) * (f16_to_f32(scales[b]) * dx[b]);
       }
       y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o)] = sum;
@@ -70,6 +97,10 @@ void matmul_range(const float* x, int rows, const void* w, DType w_type, int in,
                   float* y, size_t ldy) {
   if (w_type == DType::Q8_0) {
     matmul_q8_0(x, rows, w, in, o_begin, o_end, y, ldy);
+    return;
+  }
+  if (w_type == DType::Q4_0) {
+    matmul_q4_0(x, rows, w, in, o_begin, o_end, y, ldy);
     return;
   }
   const size_t n_in = static_cast<size_t>(in);

@@ -15,6 +15,7 @@ std::string_view dtype_name(DType t) {
     case DType::I32: return "I32";
     case DType::F8_E4M3: return "F8_E4M3";
     case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
   }
   return "?";
 }
@@ -122,8 +123,21 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
     }
     case DType::Q8_0: {
       const auto* scales = static_cast<const uint16_t*>(src);
-      const auto* values = reinterpret_cast<const int8_t*>(scales + n / 32);
+      const auto* values = reinterpret_cast<const int8_t*>(static_cast<const char*>(src) + quant_values_offset(n));
       for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(values[i]) * f16_to_f32(scales[i / 32]);
+      return;
+    }
+    case DType::Q4_0: {
+      const auto* scales = static_cast<const uint16_t*>(src);
+      const auto* nibbles = static_cast<const uint8_t*>(src) + quant_values_offset(n);
+      for (size_t b = 0; b < n / 32; ++b) {
+        const float d = f16_to_f32(scales[b]);
+        for (size_t j = 0; j < 16; ++j) {
+          const uint8_t byte = nibbles[b * 16 + j];
+          dst[b * 32 + j] = static_cast<float>((byte & 0x0f) - 8) * d;
+          dst[b * 32 + j + 16] = static_cast<float>((byte >> 4) - 8) * d;
+        }
+      }
       return;
     }
   }
@@ -131,7 +145,7 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
 
 void quantize_row_q8_0(const float* x, size_t n, void* dst) {
   auto* scales = static_cast<uint16_t*>(dst);
-  auto* values = reinterpret_cast<int8_t*>(scales + n / 32);
+  auto* values = reinterpret_cast<int8_t*>(static_cast<char*>(dst) + quant_values_offset(n));
   for (size_t b = 0; b < n / 32; ++b) {
     float max_abs = 0.0f;
     for (size_t i = 0; i < 32; ++i) max_abs = std::max(max_abs, std::fabs(x[b * 32 + i]));
@@ -149,5 +163,61 @@ void quantize_row_q8_0(const float* x, size_t n, void* dst) {
     }
   }
 }
+
+void quantize_row_q4_0(const float* x, size_t n, void* dst) {
+  auto* scales = static_cast<uint16_t*>(dst);
+  auto* nibbles = static_cast<uint8_t*>(dst) + quant_values_offset(n);
+  for (size_t b = 0; b < n / 32; ++b) {
+    const float* block = x + b * 32;
+    // The signed value of largest magnitude, the first one on ties (as llama.cpp's reference).
+    float max_abs = 0.0f, max = 0.0f;
+    for (size_t i = 0; i < 32; ++i) {
+      if (max_abs < std::fabs(block[i])) {
+        max_abs = std::fabs(block[i]);
+        max = block[i];
+      }
+    }
+    const float d = max / -8.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;  // from the fp32 scale, before it becomes f16
+    scales[b] = f32_to_f16(d);
+    auto level = [&](float v) {
+      // Truncation toward zero after + 8.5 (v * inverse >= -8 up to rounding, so the sum is >= 0).
+      return static_cast<uint8_t>(std::min(15, static_cast<int>(v * inverse + 8.5f)));
+    };
+    for (size_t j = 0; j < 16; ++j) {
+      nibbles[b * 16 + j] = static_cast<uint8_t>(level(block[j]) | (level(block[j + 16]) << 4));
+    }
+  }
+}
+
+namespace {
+
+// GGUF's block-interleaved rows <-> scales first, then values: `value_bytes` bytes of values per block.
+void split_blocks(const void* blocks, size_t n, size_t value_bytes, void* row) {
+  const auto* src = static_cast<const uint8_t*>(blocks);
+  auto* scales = static_cast<uint8_t*>(row);
+  auto* values = scales + quant_values_offset(n);
+  for (size_t b = 0; b < n / 32; ++b) {
+    std::memcpy(scales + b * 2, src + b * (2 + value_bytes), 2);
+    std::memcpy(values + b * value_bytes, src + b * (2 + value_bytes) + 2, value_bytes);
+  }
+}
+
+void join_blocks(const void* row, size_t n, size_t value_bytes, void* blocks) {
+  auto* dst = static_cast<uint8_t*>(blocks);
+  const auto* scales = static_cast<const uint8_t*>(row);
+  const auto* values = scales + quant_values_offset(n);
+  for (size_t b = 0; b < n / 32; ++b) {
+    std::memcpy(dst + b * (2 + value_bytes), scales + b * 2, 2);
+    std::memcpy(dst + b * (2 + value_bytes) + 2, values + b * value_bytes, value_bytes);
+  }
+}
+
+}  // namespace
+
+void q8_0_row_from_ggml(const void* blocks, size_t n, void* row) { split_blocks(blocks, n, 32, row); }
+void q8_0_row_to_ggml(const void* row, size_t n, void* blocks) { join_blocks(row, n, 32, blocks); }
+void q4_0_row_from_ggml(const void* blocks, size_t n, void* row) { split_blocks(blocks, n, 16, row); }
+void q4_0_row_to_ggml(const void* row, size_t n, void* blocks) { join_blocks(row, n, 16, blocks); }
 
 }  // namespace llama31

@@ -12,7 +12,11 @@ namespace llama31 {
 // Q8_0 holds matrices in blocks of 32 values of a row as llama.cpp's GGML_TYPE_Q8_0 does (int8 values, one
 // f16 scale per block, value = q * scale), laid out row by row as [in/32 f16 scales][in int8 values] so the
 // kernels load whole vectors of either; rows must be a multiple of 32 long. It exists in memory only.
-enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0 };
+// Q4_0 is llama.cpp's GGML_TYPE_Q4_0 the same way: per block of 32 one f16 scale d and 4-bit q in 0..15,
+// value = d * (q - 8). A row is [in/32 f16 scales][in/2 bytes of nibbles], each block's 16 bytes as GGUF
+// orders them (byte j: value j in the low nibble, value j + 16 in the high one), so one 16-byte load and
+// a mask or a shift give a block's first or second half of 16 values, and GGUF blocks convert by copying.
+enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0, Q4_0 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -21,19 +25,24 @@ constexpr size_t dtype_size(DType t) {
     case DType::F16:
     case DType::BF16: return 2;
     case DType::F8_E4M3:
-    case DType::Q8_0: return 1;  // Q8_0: plus a scale per 32 (see row_bytes)
+    case DType::Q8_0:
+    case DType::Q4_0: return 1;  // block types: see row_bytes (Q4_0 holds two values a byte)
   }
   return 0;
 }
-// Bytes of a row of n values (n a multiple of 32 for Q8_0).
+// Where a row of n values of Q8_0 or Q4_0 keeps its values: after its n / 32 f16 scales.
+constexpr size_t quant_values_offset(size_t n) { return n / 32 * 2; }
+// Bytes of a row of n values (n a multiple of 32 for Q8_0 and Q4_0).
 constexpr size_t row_bytes(DType t, int64_t n) {
   const size_t count = static_cast<size_t>(n);
-  return t == DType::Q8_0 ? count + count / 32 * 2 : count * dtype_size(t);
+  if (t == DType::Q8_0) return quant_values_offset(count) + count;
+  if (t == DType::Q4_0) return quant_values_offset(count) + count / 2;
+  return count * dtype_size(t);
 }
 // Element-wise float types (what stored weights and scales are read as).
 constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // What kernels::matmul multiplies by.
-constexpr bool is_matmul_dtype(DType t) { return is_compute_dtype(t) || t == DType::Q8_0; }
+constexpr bool is_matmul_dtype(DType t) { return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0; }
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
 DType dtype_from_option(std::string_view name, std::string_view option = "--dtype");
@@ -63,11 +72,23 @@ float f8e4m3_to_f32(uint8_t v);
 // Round to nearest even; magnitudes beyond 448 saturate to +-448 (callers scale into range first).
 uint8_t f32_to_f8e4m3(float f);
 
-// Converts n stored elements of type t to float (I32 as integers; Q8_0: src is one row of n values).
+// Converts n stored elements of type t to float (I32 as integers; Q8_0, Q4_0: src is one row of n values).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
 
 // One row of n (a multiple of 32) values to Q8_0, rounding exactly as llama.cpp does (so a GGUF Q8_0
 // tensor of the same weights holds the same numbers). dst: row_bytes(Q8_0, n) bytes.
 void quantize_row_q8_0(const float* x, size_t n, void* dst);
+
+// One row of n (a multiple of 32) values to Q4_0, rounding exactly as llama.cpp's reference quantizer
+// (per block: d = the signed value of largest magnitude / -8, q = min(15, trunc(x / d + 8.5))), so a GGUF
+// Q4_0 tensor of the same weights holds the same numbers. dst: row_bytes(Q4_0, n) bytes.
+void quantize_row_q4_0(const float* x, size_t n, void* dst);
+
+// One row of n values between GGUF's blocks (Q8_0: 34 bytes each, f16 d then 32 int8; Q4_0: 18 bytes
+// each, f16 d then 16 bytes of nibbles) and the in-memory row layout above. Exact both ways.
+void q8_0_row_from_ggml(const void* blocks, size_t n, void* row);
+void q8_0_row_to_ggml(const void* row, size_t n, void* blocks);
+void q4_0_row_from_ggml(const void* blocks, size_t n, void* row);
+void q4_0_row_to_ggml(const void* row, size_t n, void* blocks);
 
 }  // namespace llama31
