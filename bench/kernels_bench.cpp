@@ -24,13 +24,18 @@ constexpr size_t kStreamBytes = size_t{256} << 20;  // enough copies of a matrix
 // Deterministic, finite weights in [-0.5, 0.5) of an [out][in] matrix stored as `type`.
 std::vector<uint8_t> make_weights(DType type, int out, int in, uint32_t seed) {
   const size_t count = static_cast<size_t>(out) * static_cast<size_t>(in);
-  if (type == DType::Q8_0) {
+  if (type == DType::Q8_0 || type == DType::Q4_0) {
     const std::vector<uint8_t> floats = make_weights(DType::F32, out, in, seed);
-    const size_t row = llama31::row_bytes(DType::Q8_0, in);
+    const size_t row = llama31::row_bytes(type, in);
     std::vector<uint8_t> bytes(static_cast<size_t>(out) * row);
     for (int o = 0; o < out; ++o) {
-      llama31::quantize_row_q8_0(reinterpret_cast<const float*>(floats.data()) + static_cast<size_t>(o) * in,
-                                 static_cast<size_t>(in), bytes.data() + static_cast<size_t>(o) * row);
+      const float* source = reinterpret_cast<const float*>(floats.data()) + static_cast<size_t>(o) * in;
+      uint8_t* dst = bytes.data() + static_cast<size_t>(o) * row;
+      if (type == DType::Q8_0) {
+        llama31::quantize_row_q8_0(source, static_cast<size_t>(in), dst);
+      } else {
+        llama31::quantize_row_q4_0(source, static_cast<size_t>(in), dst);
+      }
     }
     return bytes;
   }
@@ -129,6 +134,9 @@ bool register_benchmarks() {
         cases.push_back({isa, DType::F32, 1, 8192, 2048, threads});
         for (Shape s : decode_shapes) cases.push_back({isa, DType::Q8_0, 1, s.out, s.in, threads});
         cases.push_back({isa, DType::Q8_0, 512, 8192, 2048, threads});
+        for (Shape s : decode_shapes) cases.push_back({isa, DType::Q4_0, 1, s.out, s.in, threads});
+        for (Shape s : prefill_shapes) cases.push_back({isa, DType::Q4_0, 512, s.out, s.in, threads});
+        for (int rows : {4, 16}) cases.push_back({isa, DType::Q4_0, rows, 8192, 2048, threads});  // batches
         for (Shape s : prefill_shapes) cases.push_back({isa, DType::BF16, 512, s.out, s.in, threads});
         for (int rows : {4, 8, 16}) cases.push_back({isa, DType::BF16, rows, 8192, 2048, threads});  // batches
       } else {

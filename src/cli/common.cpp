@@ -19,9 +19,9 @@ void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
                  "default: the built-in tiny demo model");
   sub.add_option("-t,--threads", options.threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   sub.add_option("--weights", options.weights,
-                 "q8_0: quantize the linear layers and the head to Q8_0 at load (as llama.cpp's Q8_0; "
-                 "int8 kernels); default: run the weights as stored")
-      ->check(CLI::IsMember({"q8_0"}));
+                 "q8_0 or q4_0: quantize the linear layers and the head to Q8_0 or Q4_0 at load (as llama.cpp's "
+                 "Q8_0 / Q4_0; int8 kernels); default: run the weights as stored")
+      ->check(CLI::IsMember({"q8_0", "q4_0"}));
   if (with_ctx) {
     sub.add_option("-c,--ctx-size", options.ctx_size,
                    "Context size in tokens (default: what the prompt and output need)")
@@ -56,6 +56,7 @@ std::unique_ptr<LoadedModel> load_model(const ModelOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<DType> weights;
   if (options.weights == "q8_0") weights = DType::Q8_0;
+  if (options.weights == "q4_0") weights = DType::Q4_0;
   auto model = LoadedModel::load(dir, /*prefault=*/true, weights);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& c = model->config();

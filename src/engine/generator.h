@@ -23,7 +23,7 @@ class LoadedModel {
  public:
   // Opens and validates the folder. With prefault, reads all weights into memory now (with a
   // progress bar on stderr), as llama.cpp does, instead of on first use.
-  // With weights (only DType::Q8_0), the linear layers and the head are re-stored so in memory first.
+  // With weights (DType::Q8_0 or DType::Q4_0), the linear layers and the head are re-stored so in memory first.
   static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir, bool prefault = false,
                                            std::optional<DType> weights = std::nullopt);
 

@@ -5,7 +5,8 @@
 // to each 32-bit lane; lanes 4k..4k+3 belong to block k. The accumulator starts at -8 * (the eight x values
 // of the lane), prepared once per row of x, so each lane ends with the exact sum of (q - 8) * x. Per quad
 // the sums are scaled by (weight scale * activation scale) of their block and summed in fp32; weight scales
-// are converted sixteen at a time and spread to the lanes by one permute per quad.
+// are converted sixteen at a time (with one row of x, multiplied by its sixteen activation scales at once)
+// and spread to the lanes by one permute per quad.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/q4_0_avx512.h"
@@ -23,13 +24,13 @@
 namespace llama31::kernels::avx512 {
 namespace {
 
-// Prepared x, per row, per quad of blocks (the last padded with zeros): 64 int8 of the blocks' first
+// Prepared x, per row: per quad of blocks (the last padded with zeros) 64 int8 of the blocks' first
 // halves, 64 of their second halves, 16 int32 corrections and 16 floats (block k's activation scale in
-// lanes 4k..4k+3).
+// lanes 4k..4k+3); then the blocks' activation scales in order (for whole groups of 16 blocks).
 constexpr size_t kQuadFloats = 64;
 constexpr size_t kAheadBlocks = 3;  // weight prefetch distance, in blocks of O rows (see q8_0_avx512.cpp)
 size_t quads_of(int in) { return (static_cast<size_t>(in) / 32 + 3) / 4; }
-size_t row_floats(int in) { return quads_of(in) * kQuadFloats; }
+size_t row_floats(int in) { return quads_of(in) * kQuadFloats + static_cast<size_t>(in) / 32; }
 
 template <int R, int O>
 void q4_0_block(const float* prepared, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {
@@ -51,9 +52,10 @@ void q4_0_block(const float* prepared, size_t x_stride, const void* w, int in, i
     for (int r = 0; r < R; ++r) acc[j][r] = _mm512_setzero_ps();
   }
   const __m512i low_mask = _mm512_set1_epi8(0x0f);
-  // One quad of blocks from b; dw[j] holds row j's four scales spread over the lanes. Inlined by force:
-  // called from two places, GCC would otherwise keep the accumulators in memory.
-  auto quad_step = [&](size_t b, const __m512* dw, __mmask64 bytes) __attribute__((always_inline)) {
+  // One quad of blocks from b; scale[j][r] holds (weight scale * activation scale) of the quad's four
+  // blocks, each over its four lanes. Inlined by force: called from two places, GCC would otherwise keep
+  // the accumulators in memory.
+  auto quad_step = [&](size_t b, const __m512 (&scale)[O][R], __mmask64 bytes) __attribute__((always_inline)) {
     const float* x_quad = prepared + b / 4 * kQuadFloats;
     #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
@@ -66,41 +68,54 @@ void q4_0_block(const float* prepared, size_t x_stride, const void* w, int in, i
         const float* xr = x_quad + static_cast<size_t>(r) * x_stride;
         __m512i sums = _mm512_dpbusd_epi32(_mm512_loadu_si512(xr + 32), first, _mm512_loadu_si512(xr));
         sums = _mm512_dpbusd_epi32(sums, second, _mm512_loadu_si512(xr + 16));
-        acc[j][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(dw[j], _mm512_loadu_ps(xr + 48)), acc[j][r]);
+        acc[j][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale[j][r], acc[j][r]);
       }
     }
   };
-  // Main loop: sixteen blocks (four quads) per group, their scales converted at once.
+  // Activation scales of quad b's blocks over their lanes, row r.
+  auto dx_lanes = [&](size_t b, int r) {
+    return _mm512_loadu_ps(prepared + b / 4 * kQuadFloats + static_cast<size_t>(r) * x_stride + 48);
+  };
+  // Main loop: sixteen blocks (four quads) per group, their scales converted at once. With one row of x
+  // the group's sixteen products of scales are formed at once (lane k: block k), one permute per quad.
   const __m512i first_index = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i four = _mm512_set1_epi32(4);
+  const float* group_dx = prepared + quads_of(in) * kQuadFloats;  // row 0's per-group activation scales
   size_t b = 0;
   for (; b + 16 <= blocks; b += 16) {
     __m512 group_scales[O];
     #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       group_scales[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales[j] + b)));
+      if constexpr (R == 1) group_scales[j] = _mm512_mul_ps(group_scales[j], _mm512_loadu_ps(group_dx + b));
       _mm_prefetch(reinterpret_cast<const char*>(scales[j] + b) + kAheadBlocks * O * w_row, _MM_HINT_T1);
     }
     __m512i index = first_index;
     for (size_t q = 0; q < 4; ++q) {
-      __m512 dw[O];
+      __m512 scale[O][R];
       #pragma GCC unroll 16
-      for (int j = 0; j < O; ++j) dw[j] = _mm512_permutexvar_ps(index, group_scales[j]);
-      quad_step(b + 4 * q, dw, ~__mmask64{0});
+      for (int j = 0; j < O; ++j) {
+        const __m512 dw = _mm512_permutexvar_ps(index, group_scales[j]);
+        #pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) scale[j][r] = R == 1 ? dw : _mm512_mul_ps(dw, dx_lanes(b + 4 * q, r));
+      }
+      quad_step(b + 4 * q, scale, ~__mmask64{0});
       index = _mm512_add_epi32(index, four);
     }
   }
   // The rest: quad by quad, the last one's missing blocks masked off (their x and scales are zero).
   for (; b < blocks; b += 4) {
     const size_t count = std::min<size_t>(4, blocks - b);
-    __m512 dw[O];
+    __m512 scale[O][R];
     #pragma GCC unroll 16
     for (int j = 0; j < O; ++j) {
       alignas(64) float lanes[16] = {};
       for (size_t k = 0; k < count; ++k) std::fill(lanes + 4 * k, lanes + 4 * k + 4, _cvtsh_ss(scales[j][b + k]));
-      dw[j] = _mm512_load_ps(lanes);
+      const __m512 dw = _mm512_load_ps(lanes);
+      #pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) scale[j][r] = _mm512_mul_ps(dw, dx_lanes(b, r));
     }
-    quad_step(b, dw, count == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * count)) - 1);
+    quad_step(b, scale, count == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * count)) - 1);
   }
   #pragma GCC unroll 16
   for (int j = 0; j < O; ++j) {
@@ -153,6 +168,7 @@ const float* q4_0_prepare(const float* x, int rows, int in, float* scratch) {
       std::memcpy(quad + 32, correction, sizeof correction);
       std::memcpy(quad + 48, dx, sizeof dx);
     }
+    std::copy(block_scales.begin(), block_scales.begin() + static_cast<std::ptrdiff_t>(n_in / 32), row + quads * kQuadFloats);
   }
   return scratch;
 }

@@ -193,7 +193,9 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
 }
 
 int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DType to, bool show_progress) {
-  if (to != DType::Q8_0) fail("weights can be re-stored in memory as q8_0 only, not {}", dtype_name(to));
+  if (to != DType::Q8_0 && to != DType::Q4_0) {
+    fail("weights can be re-stored in memory as q8_0 or q4_0 only, not {}", dtype_name(to));
+  }
   std::vector<std::pair<std::string, const TensorView*>> targets;  // (name to store, source)
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     for (const char* suffix : kLayerLinearModules) {
@@ -201,7 +203,7 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
       targets.emplace_back(name, &store.get(name));
     }
   }
-  // The embedding too, as llama.cpp's Q8_0 files hold it (a tied head then stays the embedding).
+  // The embedding too, as llama.cpp's Q8_0 and Q4_0 files hold it (a tied head then stays the embedding).
   targets.emplace_back("model.embed_tokens.weight", &store.get("model.embed_tokens.weight"));
   if (const TensorView* head = store.find("lm_head.weight")) targets.emplace_back("lm_head.weight", head);
   std::optional<Progress> progress;
@@ -209,12 +211,12 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
   int done = 0;
   for (const auto& [name, source] : targets) {
     if (source->shape.size() != 2 || source->shape[1] % 32 != 0) {
-      fail("{}: tensor {} has shape {}; Q8_0 needs rows of a multiple of 32", source->file.string(), source->name,
-           source->shape_string());
+      fail("{}: tensor {} has shape {}; {} needs rows of a multiple of 32", source->file.string(), source->name,
+           source->shape_string(), dtype_name(to));
     }
     const int64_t rows = source->shape[0];
     const int64_t in = source->shape[1];
-    const size_t bytes = row_bytes(DType::Q8_0, in);
+    const size_t bytes = row_bytes(to, in);
     const size_t source_row = row_bytes(source->dtype, in);
     std::vector<std::byte> packed(static_cast<size_t>(rows) * bytes);
 #pragma omp parallel
@@ -223,10 +225,15 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         convert_to_f32(source->dtype, source->data + static_cast<size_t>(r) * source_row, values.data(), values.size());
-        quantize_row_q8_0(values.data(), values.size(), packed.data() + static_cast<size_t>(r) * bytes);
+        std::byte* dst = packed.data() + static_cast<size_t>(r) * bytes;
+        if (to == DType::Q8_0) {
+          quantize_row_q8_0(values.data(), values.size(), dst);
+        } else {
+          quantize_row_q4_0(values.data(), values.size(), dst);
+        }
       }
     }
-    store.add_owned(name, DType::Q8_0, source->shape, std::move(packed));
+    store.add_owned(name, to, source->shape, std::move(packed));
     if (progress) progress->update(static_cast<uint64_t>(++done));
   }
   if (progress) progress->finish();

@@ -40,9 +40,9 @@ std::vector<uint16_t> dequantize_fp8(const TensorView& weight, const TensorView&
 // the tensor.
 std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfig& config, bool show_progress);
 
-// Re-stores every layer's linear weights, the embedding and the output head as `to` (only Q8_0) in memory,
-// as llama.cpp runs a Q8_0 GGUF of the same weights (a tied head stays the embedding). Returns how many
-// matrices were converted.
+// Re-stores every layer's linear weights, the embedding and the output head as `to` (Q8_0 or Q4_0) in
+// memory, as llama.cpp runs a Q8_0 or Q4_0 GGUF of the same weights (every matrix in that type, rounded
+// by the reference quantizer; a tied head stays the embedding). Returns how many matrices were converted.
 int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DType to, bool show_progress);
 
 // ---- writing the layouts (round to nearest; used by llama31 quantize) ----
