@@ -82,8 +82,9 @@ void micro_kernel(const float* x, size_t x_stride, int in, int b0, int blocks, c
     __m512i sums[R][P];
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const auto* corrections = reinterpret_cast<const int32_t*>(x + static_cast<size_t>(r) * x_stride + n_in / 4 + n_in / 32);
-      const __m512i start = _mm512_set1_epi32(corrections[block]);
+      int32_t correction;  // stored among the floats: read by memcpy
+      std::memcpy(&correction, x + static_cast<size_t>(r) * x_stride + n_in / 4 + n_in / 32 + block, sizeof correction);
+      const __m512i start = _mm512_set1_epi32(correction);
       #pragma GCC unroll 4
       for (int p = 0; p < P; ++p) sums[r][p] = start;
     }
