@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -18,17 +19,16 @@ struct ConvertOptions {
   std::string model_dir;
   std::string format = "gguf";
   std::string output;
-  std::string dtype = "bf16";
+  std::string type = "bf16";
 };
 
 void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
+  const std::optional<GgufFileType> type = gguf_file_type_from_name(options.type);
+  if (!type) fail("--type {}: expected one of {}", options.type, gguf_file_type_names());
   const ModelFolder model = ModelFolder::open(options.model_dir);
   GgufExportOptions export_options;
-  if (options.dtype != "q8_0" && options.dtype != "bf16" && options.dtype != "f16" && options.dtype != "f32") {
-    fail("--dtype {}: expected bf16, f16, f32 or q8_0", options.dtype);
-  }
-  export_options.dtype = options.dtype == "q8_0" ? DType::Q8_0 : dtype_from_option(options.dtype);
+  export_options.type = *type;
   const bool tty = isatty(fileno(stderr)) != 0;
   export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
     if (tty) {
@@ -40,7 +40,7 @@ void run_convert(const ConvertOptions& options) {
     std::fflush(stderr);
   };
   export_gguf(model, options.output, export_options);
-  std::printf("wrote %s (%s, %ju bytes)\n", options.output.c_str(), options.dtype.c_str(),
+  std::printf("wrote %s (%s, %ju bytes)\n", options.output.c_str(), std::string(gguf_file_type_name(*type)).c_str(),
               static_cast<uintmax_t>(std::filesystem::file_size(options.output)));
 }
 
@@ -52,8 +52,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("-m,--model", options->model_dir, "Hugging Face model folder")->required();
   cmd->add_option("--to", options->format, "Output format (gguf)")->capture_default_str();
   cmd->add_option("-o,--output", options->output, "Output file, e.g. model.gguf")->required();
-  cmd->add_option("--dtype,--type", options->dtype,
-                  "Type of matrices and embeddings: bf16, f16, f32 or q8_0 (rounded as llama-quantize does; norms stay f32)")
+  cmd->add_option("--type,--dtype", options->type,
+                  "File type: bf16, f16, f32, q8_0, q4_0 or q4_k_m (quantized as llama-quantize does, with its "
+                  "per-tensor types; norms stay f32)")
       ->capture_default_str();
   cmd->callback([options] { run_convert(*options); });
 }

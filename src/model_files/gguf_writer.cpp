@@ -1,5 +1,6 @@
 #include "model_files/gguf_writer.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -13,6 +14,9 @@
 
 namespace llama31 {
 namespace {
+
+constexpr GgufFileType kFileTypes[] = {GgufFileType::BF16, GgufFileType::F16,  GgufFileType::F32,
+                                       GgufFileType::Q8_0, GgufFileType::Q4_0, GgufFileType::Q4_K_M};
 
 template <typename T>
 void append_scalar(std::vector<uint8_t>& out, T value) {
@@ -44,43 +48,30 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   }
 }
 
-// Q8_0 as GGUF stores it: each block of 32 is its f16 scale followed by its 32 int8 values.
-std::vector<uint8_t> to_gguf_q8_0(const TensorView& view) {
+// A stored tensor's rows converted to `type`: each row read as float, then quantized (or rounded) as
+// llama.cpp does; rows in parallel (the K types search per block and are slow on a large model).
+std::vector<uint8_t> convert_tensor(const TensorView& view, GgmlType type) {
   const int64_t in = view.shape.back();
   const size_t rows = static_cast<size_t>(view.numel() / in);
-  if (in % 32 != 0) fail("GGUF Q8_0: tensor {} rows of {} are not whole blocks of 32", view.name, in);
-  const size_t blocks = static_cast<size_t>(in) / 32;
-  std::vector<uint8_t> out(rows * blocks * 34);
-  std::vector<float> values(static_cast<size_t>(in));
-  std::vector<uint8_t> row(row_bytes(DType::Q8_0, in));
-  const size_t src_row = static_cast<size_t>(in) * dtype_size(view.dtype);
-  for (size_t r = 0; r < rows; ++r) {
-    convert_to_f32(view.dtype, view.data + r * src_row, values.data(), values.size());
-    quantize_row_q8_0(values.data(), values.size(), row.data());
-    for (size_t b = 0; b < blocks; ++b) {
-      uint8_t* block = out.data() + (r * blocks + b) * 34;
-      std::memcpy(block, row.data() + 2 * b, 2);
-      std::memcpy(block + 2, row.data() + blocks * 2 + 32 * b, 32);
-    }
+  const size_t out_row = ggml_row_bytes(type, in);
+  const bool same = (view.dtype == DType::F32 && type == GgmlType::F32) ||
+                    (view.dtype == DType::F16 && type == GgmlType::F16) ||
+                    (view.dtype == DType::BF16 && type == GgmlType::BF16);
+  if (same) {  // stored as written
+    return {reinterpret_cast<const uint8_t*>(view.data), reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
   }
-  return out;
-}
-
-// Converts a stored tensor to dtype `to` (via float, as torch's .to() does for these types).
-std::vector<uint8_t> convert_tensor(const TensorView& view, DType to) {
-  if (to == DType::Q8_0) return to_gguf_q8_0(view);
-  const size_t n = static_cast<size_t>(view.numel());
-  if (view.dtype == to) return {reinterpret_cast<const uint8_t*>(view.data),
-                                reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
-  std::vector<float> values(n);
-  convert_to_f32(view.dtype, view.data, values.data(), n);
-  std::vector<uint8_t> out(n * dtype_size(to));
-  if (to == DType::F32) {
-    std::memcpy(out.data(), values.data(), out.size());
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      const uint16_t h = to == DType::F16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
+  if (!is_matmul_dtype(view.dtype)) fail("GGUF export: tensor {} is stored as {}", view.name, dtype_name(view.dtype));
+  const size_t src_row = row_bytes(view.dtype, in);
+  std::vector<uint8_t> out(rows * out_row);
+  const auto* src = reinterpret_cast<const uint8_t*>(view.data);
+#pragma omp parallel
+  {
+    std::vector<float> values(static_cast<size_t>(in));
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < static_cast<int64_t>(rows); ++r) {
+      const auto row = static_cast<size_t>(r);
+      convert_to_f32(view.dtype, src + row * src_row, values.data(), values.size());
+      quantize_ggml_row(type, values.data(), in, out.data() + row * out_row);
     }
   }
   return out;
@@ -150,6 +141,55 @@ std::optional<int> named_token(const nlohmann::json& tokenizer_config, const cha
   return it == v.ids.end() ? std::nullopt : std::optional<int>(it->second);
 }
 
+// ggml's fallback for a tensor whose rows are not whole blocks of `type` (llama-quant.cpp's
+// tensor_type_fallback): a 32-block type of about the same size, and F16 when even that does not fit.
+GgmlType fallback_type(GgmlType type, int64_t columns, const std::string& name) {
+  if (columns % ggml_block_values(type) == 0) return type;
+  GgmlType smaller = type;
+  switch (type) {
+    case GgmlType::Q4_K: smaller = GgmlType::Q5_0; break;
+    case GgmlType::Q6_K: smaller = GgmlType::Q8_0; break;
+    case GgmlType::Q5_K: fail("GGUF tensor {}: rows of {} need llama.cpp's Q5_1 fallback, which is not written", name, columns);
+    default: break;  // a 32-block type already
+  }
+  return columns % ggml_block_values(smaller) == 0 ? smaller : GgmlType::F16;
+}
+
+// "blk.N." -> N; -1 for tensors outside the blocks.
+int layer_of(const std::string& gguf_name) {
+  if (gguf_name.rfind("blk.", 0) != 0) return -1;
+  return std::stoi(gguf_name.substr(4));
+}
+
+}  // namespace
+
+std::optional<GgufFileType> gguf_file_type_from_name(std::string_view name) {
+  std::string lower(name);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (GgufFileType t : kFileTypes) {
+    if (gguf_file_type_name(t) == lower) return t;
+  }
+  return std::nullopt;
+}
+
+std::string_view gguf_file_type_name(GgufFileType type) {
+  switch (type) {
+    case GgufFileType::F32: return "f32";
+    case GgufFileType::F16: return "f16";
+    case GgufFileType::BF16: return "bf16";
+    case GgufFileType::Q8_0: return "q8_0";
+    case GgufFileType::Q4_0: return "q4_0";
+    case GgufFileType::Q4_K_M: return "q4_k_m";
+  }
+  return "unknown";
+}
+
+std::string gguf_file_type_names() {
+  std::string names;
+  for (GgufFileType t : kFileTypes) names += (names.empty() ? "" : ", ") + std::string(gguf_file_type_name(t));
+  return names;
+}
+
 std::string gguf_tensor_name(const std::string& hf_name) {
   static const std::map<std::string, std::string> kGlobal = {
       {"model.embed_tokens.weight", "token_embd.weight"},
@@ -176,35 +216,62 @@ std::string gguf_tensor_name(const std::string& hf_name) {
   fail("no GGUF name for tensor {}", hf_name);
 }
 
-uint32_t gguf_file_type(DType dtype) {  // llama_ftype: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32
-  switch (dtype) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::BF16: return 32;
-    case DType::Q8_0: return 7;  // MOSTLY_Q8_0
-    case DType::I32:
-    case DType::F8_E4M3: break;
-  }
-  fail("GGUF output of {} weights is not supported", dtype_name(dtype));
+GgufTypeContext gguf_type_context(const LlamaConfig& config) {
+  GgufTypeContext context;
+  context.layers = config.num_hidden_layers;
+  context.tied_embeddings = config.tie_word_embeddings;
+  context.llama_70b = config.num_hidden_layers == 80 && config.num_attention_heads != config.num_key_value_heads;
+  return context;
 }
 
-}  // namespace
+GgmlType gguf_tensor_type(GgufFileType file_type, const std::string& gguf_name, const std::vector<int64_t>& shape,
+                          const GgufTypeContext& context) {
+  if (shape.size() <= 1) return GgmlType::F32;
+  switch (file_type) {
+    case GgufFileType::F32: return GgmlType::F32;
+    case GgufFileType::F16: return GgmlType::F16;
+    case GgufFileType::BF16: return GgmlType::BF16;
+    case GgufFileType::Q8_0:
+    case GgufFileType::Q4_0:
+    case GgufFileType::Q4_K_M: break;
+  }
+  const GgmlType base = file_type == GgufFileType::Q8_0   ? GgmlType::Q8_0
+                        : file_type == GgufFileType::Q4_0 ? GgmlType::Q4_0
+                                                          : GgmlType::Q4_K;
+  const int64_t columns = shape.back();
+  const int layer = layer_of(gguf_name);
+  // use_more_bits in llama-quant.cpp: the first and last eighth of the layers and every third between.
+  auto more_bits = [n = context.layers](int i) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  GgmlType type = base;
+  if (gguf_name == "output.weight" || (context.tied_embeddings && gguf_name == "token_embd.weight")) {
+    if (columns % ggml_block_values(base) != 0) type = GgmlType::Q8_0;
+    else if (base != GgmlType::Q8_0) type = GgmlType::Q6_K;
+  } else if (gguf_name.ends_with("attn_v.weight")) {
+    if (file_type == GgufFileType::Q4_K_M && more_bits(layer)) type = GgmlType::Q6_K;
+    if (context.llama_70b && type == GgmlType::Q4_K) type = GgmlType::Q5_K;
+  } else if (gguf_name.ends_with("ffn_down.weight")) {
+    if (file_type == GgufFileType::Q4_K_M && more_bits(layer)) type = GgmlType::Q6_K;
+  }
+  return fallback_type(type, columns, gguf_name);
+}
 
 GgmlType ggml_type_for(DType dtype) {
-  switch (dtype) {
-    case DType::F32: return GgmlType::F32;
-    case DType::F16: return GgmlType::F16;
-    case DType::BF16: return GgmlType::BF16;
-    case DType::Q8_0: return GgmlType::Q8_0;
-    case DType::I32:
-    case DType::F8_E4M3: break;
-  }
+  if (dtype == DType::F32) return GgmlType::F32;
+  if (dtype == DType::F16) return GgmlType::F16;
+  if (dtype == DType::BF16) return GgmlType::BF16;
+  if (dtype == DType::Q8_0) return GgmlType::Q8_0;
+  if (dtype == DType::Q4_0) return GgmlType::Q4_0;
   fail("GGUF has no tensor type for {}", dtype_name(dtype));
 }
 
+size_t gguf_tensor_bytes(GgmlType type, const std::vector<int64_t>& shape) {
+  if (shape.empty()) return 0;
+  const std::vector<int64_t> outer(shape.begin(), shape.end() - 1);
+  return ggml_row_bytes(type, shape.back()) * element_count(outer);
+}
+
 size_t gguf_tensor_bytes(DType dtype, const std::vector<int64_t>& shape) {
-  const size_t n = element_count(shape);
-  return dtype == DType::Q8_0 ? n / 32 * 34 : n * dtype_size(dtype);
+  return gguf_tensor_bytes(ggml_type_for(dtype), shape);
 }
 
 void GgufWriter::begin_key(const std::string& key, GgufValueType type) {
@@ -246,21 +313,26 @@ void GgufWriter::add_int32_array(const std::string& key, const std::vector<int32
   for (int32_t v : values) append_scalar(kv_bytes_, v);
 }
 
-void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+void GgufWriter::add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape,
                             std::vector<uint8_t> data) {
-  if (data.size() != gguf_tensor_bytes(dtype, shape)) {
-    fail("GGUF tensor {}: {} bytes for {} elements of {}", name, data.size(), element_count(shape), dtype_name(dtype));
+  if (shape.empty()) fail("GGUF tensor {}: no dimensions", name);
+  if (data.size() != gguf_tensor_bytes(type, shape)) {
+    fail("GGUF tensor {}: {} bytes for {} elements of {}", name, data.size(), element_count(shape), ggml_type_name(type));
   }
-  add_tensor(name, dtype, shape, [bytes = std::move(data)] { return bytes; });
+  add_tensor(name, type, shape, [bytes = std::move(data)] { return bytes; });
 }
 
-void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+void GgufWriter::add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape,
                             TensorProducer produce) {
   if (shape.empty()) fail("GGUF tensor {}: no dimensions", name);
   for (int64_t d : shape) {
     if (d <= 0) fail("GGUF tensor {}: dimension {} is not positive", name, d);
   }
-  tensors_.push_back({name, dtype, shape, std::move(produce)});
+  if (shape.back() % ggml_block_values(type) != 0) {
+    fail("GGUF tensor {}: rows of {} are not whole {} blocks of {}", name, shape.back(), ggml_type_name(type),
+         ggml_block_values(type));
+  }
+  tensors_.push_back({name, type, shape, std::move(produce)});
 }
 
 void GgufWriter::write(const std::filesystem::path& path) const {
@@ -276,9 +348,9 @@ void GgufWriter::write(const std::filesystem::path& path) const {
     append_string(header, t.name);
     append_scalar<uint32_t>(header, static_cast<uint32_t>(t.shape.size()));
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) append_scalar<uint64_t>(header, static_cast<uint64_t>(*it));
-    append_scalar<uint32_t>(header, static_cast<uint32_t>(ggml_type_for(t.dtype)));
+    append_scalar<uint32_t>(header, static_cast<uint32_t>(t.type));
     append_scalar<uint64_t>(header, offset);
-    sizes.push_back(gguf_tensor_bytes(t.dtype, t.shape));
+    sizes.push_back(gguf_tensor_bytes(t.type, t.shape));
     offset = align_up(offset + sizes.back(), kAlignment);
   }
   header.resize(align_up(header.size(), kAlignment), 0);
@@ -381,7 +453,7 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
   w.add_float32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
   w.add_uint32("llama.attention.key_length", static_cast<uint32_t>(head_dim));
   w.add_uint32("llama.attention.value_length", static_cast<uint32_t>(head_dim));
-  w.add_uint32("general.file_type", gguf_file_type(options.dtype));
+  w.add_uint32("general.file_type", static_cast<uint32_t>(options.type));
   w.add_uint32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
   w.add_uint32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
   w.add_uint32("general.quantization_version", 2);
@@ -437,25 +509,27 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
     std::vector<uint8_t> bytes(rope_factors.size() * sizeof(float));
     std::memcpy(bytes.data(), rope_factors.data(), bytes.size());
     const size_t i = index++;
-    w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(rope_factors.size())},
+    w.add_tensor("rope_freqs.weight", GgmlType::F32, {static_cast<int64_t>(rope_factors.size())},
                  [bytes, i, progress] {
                    progress("rope_freqs.weight", i);
                    return bytes;
                  });
   }
+  const GgufTypeContext type_context = gguf_type_context(c);
   for (const std::string& hf_name : hf_names) {
     const TensorView& view = model.weights.get(hf_name);
     const std::string gguf_name = gguf_tensor_name(hf_name);
-    const DType dtype = view.shape.size() <= 1 ? DType::F32 : options.dtype;
+    const GgmlType type = gguf_tensor_type(options.type, gguf_name, view.shape, type_context);
     int64_t permute_heads = 0;
     if (hf_name.ends_with("self_attn.q_proj.weight")) permute_heads = c.num_attention_heads;
     if (hf_name.ends_with("self_attn.k_proj.weight")) permute_heads = c.num_key_value_heads;
     const size_t i = index++;
-    w.add_tensor(gguf_name, dtype, view.shape, [&view, gguf_name, dtype, permute_heads, head_dim, i, progress] {
+    w.add_tensor(gguf_name, type, view.shape, [&view, gguf_name, type, permute_heads, head_dim, i, progress] {
       progress(gguf_name, i);
-      std::vector<uint8_t> bytes = convert_tensor(view, dtype);
+      std::vector<uint8_t> bytes = convert_tensor(view, type);
+      // Whole rows move, so permuting after quantizing equals quantizing the permuted rows.
       if (permute_heads > 0) {
-        bytes = permute_rotary_rows(bytes, permute_heads, head_dim, gguf_tensor_bytes(dtype, {view.shape.at(1)}));
+        bytes = permute_rotary_rows(bytes, permute_heads, head_dim, ggml_row_bytes(type, view.shape.at(1)));
       }
       return bytes;
     });

@@ -1,14 +1,19 @@
-// A minimal GGUF (version 3) writer: metadata key/values and F32 / F16 / BF16 tensors, and the export of a
+// A minimal GGUF (version 3) writer: metadata key/values and tensors of any ggml type, and the export of a
 // Hugging Face Llama 3.1 folder to the GGUF llama.cpp loads, with the metadata, tensor names, Q/K row
-// permutation and rope_freqs tensor that llama.cpp's convert_hf_to_gguf.py produces.
+// permutation and rope_freqs tensor that llama.cpp's convert_hf_to_gguf.py produces, and the per-tensor
+// types llama-quantize picks for the quantized file types.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "model_files/ggml_blocks.h"
 #include "model_files/model_folder.h"
 #include "util/dtype.h"
 
@@ -20,10 +25,10 @@ enum class GgufValueType : uint32_t {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 
-// ggml tensor types used here (the numbers are ggml's).
-enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 };
+// The ggml type of tensors held in memory as dtype (F32, F16, BF16, Q8_0, Q4_0).
 GgmlType ggml_type_for(DType dtype);
-// Bytes of a tensor of this shape as GGUF stores it (Q8_0: blocks of {f16 scale, 32 int8}, 34 bytes).
+// Bytes of a tensor of this shape (outermost first) as GGUF stores it, in whole blocks of its type.
+size_t gguf_tensor_bytes(GgmlType type, const std::vector<int64_t>& shape);
 size_t gguf_tensor_bytes(DType dtype, const std::vector<int64_t>& shape);
 
 // Collects metadata and tensors, then writes the file in one pass:
@@ -43,11 +48,18 @@ class GgufWriter {
   void add_int32_array(const std::string& key, const std::vector<int32_t>& values);
 
   // shape in row-major (PyTorch / safetensors) order, outermost first; the file stores it reversed.
-  // data must hold numel * dtype_size(dtype) bytes in dtype.
-  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, std::vector<uint8_t> data);
+  // data must hold gguf_tensor_bytes(type, shape) bytes in type's layout.
+  void add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape, std::vector<uint8_t> data);
   // The same, with the bytes produced only while writing (one tensor in memory at a time).
   using TensorProducer = std::function<std::vector<uint8_t>()>;
-  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, TensorProducer produce);
+  void add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape, TensorProducer produce);
+  // DType data in GGUF's layout of ggml_type_for(dtype).
+  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, std::vector<uint8_t> data) {
+    add_tensor(name, ggml_type_for(dtype), shape, std::move(data));
+  }
+  void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, TensorProducer produce) {
+    add_tensor(name, ggml_type_for(dtype), shape, std::move(produce));
+  }
 
   size_t tensor_count() const { return tensors_.size(); }
   // Throws Error naming the path when it cannot be written.
@@ -56,7 +68,7 @@ class GgufWriter {
  private:
   struct Tensor {
     std::string name;
-    DType dtype;
+    GgmlType type;
     std::vector<int64_t> shape;
     TensorProducer produce;
   };
@@ -66,10 +78,38 @@ class GgufWriter {
   std::vector<Tensor> tensors_;
 };
 
+// What `llama31 convert --type` writes: the float types for every matrix, or llama-quantize's mixes
+// (general.file_type is llama_ftype's number: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
+// MOSTLY_Q4_K_M 15, MOSTLY_BF16 32).
+enum class GgufFileType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 7, Q4_K_M = 15, BF16 = 32 };
+// "bf16", "f16", "f32", "q8_0", "q4_0", "q4_k_m" (case-insensitive); nullopt for anything else.
+std::optional<GgufFileType> gguf_file_type_from_name(std::string_view name);
+std::string_view gguf_file_type_name(GgufFileType type);
+// Every accepted name, for error messages: "bf16, f16, f32, q8_0, q4_0, q4_k_m".
+std::string gguf_file_type_names();
+
+// What llama-quantize needs to know of the model to pick tensor types (llama_tensor_get_type).
+struct GgufTypeContext {
+  int layers = 0;                 // blocks; layer-dependent choices use the "blk.N." of the name
+  bool tied_embeddings = false;   // no output.weight: token_embd is typed as the output
+  bool llama_70b = false;         // 80 layers with grouped KV heads: Q4_K attn_v goes up to Q5_K
+};
+// The context of a Llama config (a 70B: 80 layers with fewer KV heads than heads, as llama.cpp's LLM_TYPE_70B).
+GgufTypeContext gguf_type_context(const LlamaConfig& config);
+// The GGUF name of a Hugging Face Llama tensor ("model.layers.3.mlp.down_proj.weight" -> "blk.3.ffn_down.weight").
+std::string gguf_tensor_name(const std::string& hf_name);
+// The type a tensor gets in a file of `file_type`, as llama-quantize gives it (no imatrix, default
+// options): 1-D tensors F32; the float types as named; Q8_0 / Q4_0 everywhere but output.weight (Q6_K
+// for Q4_0); Q4_K_M: Q4_K, with attn_v and ffn_down Q6_K on llama-quantize's "more bits" layers (the
+// first and last eighth and every third between) and output.weight Q6_K; then, where a row is not whole
+// blocks, llama.cpp's fallback (Q4_K -> Q5_0, Q6_K -> Q8_0, then F16).
+GgmlType gguf_tensor_type(GgufFileType file_type, const std::string& gguf_name, const std::vector<int64_t>& shape,
+                          const GgufTypeContext& context);
+
 struct GgufExportOptions {
-  // Matrices and embeddings: BF16, F16, F32 or Q8_0 (rounded as llama.cpp's quantizer rounds); 1-D tensors
-  // (norms, rope_freqs) are always F32.
-  DType dtype = DType::BF16;
+  // Matrices and embeddings as gguf_tensor_type picks for this file type; 1-D tensors (norms,
+  // rope_freqs) are always F32.
+  GgufFileType type = GgufFileType::BF16;
   // Called before each tensor is converted: (gguf name, index from 0, total count).
   std::function<void(const std::string& name, size_t index, size_t count)> on_tensor;
 };

@@ -2,6 +2,7 @@
 // needs, tensor table, alignment, Q/K row permutation, rope_freqs and dtype conversion.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "model_files/ggml_blocks.h"
 #include "model_files/gguf_writer.h"
 #include "model_files/model_folder.h"
 #include "model_files/test_model.h"
@@ -128,7 +130,7 @@ TEST_F(GgufExport, F32ExportHasLlamaMetadataTensorsAndPermutedRows) {
   const auto out = dir_.path() / "model.gguf";
   std::vector<std::string> progress;
   GgufExportOptions options;
-  options.dtype = DType::F32;
+  options.type = GgufFileType::F32;
   options.on_tensor = [&](const std::string& name, size_t, size_t) { progress.push_back(name); };
   export_gguf(ModelFolder::open(dir_.path()), out, options);
 
@@ -219,7 +221,7 @@ TEST_F(GgufExport, Q8_0ExportHoldsLlamaCppBlocksOfTheWeights) {
   const TestModelWeights weights = write_test_model(dir_.path(), spec);
   const auto out = dir_.path() / "q8.gguf";
   GgufExportOptions options;
-  options.dtype = DType::Q8_0;
+  options.type = GgufFileType::Q8_0;
   export_gguf(ModelFolder::open(dir_.path()), out, options);
   const ParsedGguf g = parse_gguf(out);
   EXPECT_EQ(g.integers.at("general.file_type"), 7u);  // MOSTLY_Q8_0
@@ -254,6 +256,186 @@ TEST_F(GgufExport, Q8_0ExportHoldsLlamaCppBlocksOfTheWeights) {
   for (uint64_t dim : t.dims) n *= dim;
   const size_t bytes = t.type == 8 ? n / 32 * 34 : n * 4;
   EXPECT_EQ(g.bytes.size(), g.data_start + (t.offset + bytes + 31) / 32 * 32);
+}
+
+// Every 2-D tensor of a quantized export holds, row by row, exactly quantize_ggml_row of the source row
+// (Q/K rows permuted), and dequantizes back to within the type's per-block bound of the source values
+// (bounds as in ggml_blocks_test: Q8_0 0.6 amax/127, Q4_0 1.01 amax/8, Q5_0 1.01 amax/16, Q4_K range/15,
+// Q6_K 2 amax/32). Large tables are checked on their first max_rows rows.
+void expect_tensors_match_source(const ParsedGguf& g, const TestModelWeights& weights, size_t max_rows) {
+  const LlamaConfig& c = weights.config;
+  std::vector<std::pair<std::string, std::string>> names = {{"token_embd.weight", "model.embed_tokens.weight"}};
+  if (!c.tie_word_embeddings) names.emplace_back("output.weight", "lm_head.weight");
+  const std::map<std::string, std::string> layer = {
+      {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    for (const auto& [gguf, hf] : layer) {
+      names.emplace_back("blk." + std::to_string(l) + "." + gguf + ".weight",
+                         "model.layers." + std::to_string(l) + "." + hf + ".weight");
+    }
+  }
+  for (const auto& [gguf_name, hf_name] : names) {
+    const GgufTensorInfo& t = g.tensors.at(gguf_name);
+    const auto type = ggml_type_from_number(t.type);
+    ASSERT_TRUE(type.has_value()) << gguf_name;
+    const auto cols = static_cast<int64_t>(t.dims[0]);
+    const size_t rows = static_cast<size_t>(t.dims[1]);
+    const size_t row_size = ggml_row_bytes(*type, cols);
+    const std::vector<float>& source = weights.tensors.at(hf_name);
+    ASSERT_EQ(source.size(), rows * static_cast<size_t>(cols)) << gguf_name;
+    int64_t heads = 0;
+    if (gguf_name.ends_with("attn_q.weight")) heads = c.num_attention_heads;
+    if (gguf_name.ends_with("attn_k.weight")) heads = c.num_key_value_heads;
+    const auto head_dim = static_cast<size_t>(c.head_dim);
+    const auto* data = reinterpret_cast<const uint8_t*>(g.bytes.data() + g.data_start + t.offset);
+    std::vector<uint8_t> expected(row_size);
+    std::vector<float> back(static_cast<size_t>(cols));
+    for (size_t row = 0; row < std::min(rows, max_rows); ++row) {
+      size_t from = row;  // GGUF row (head, j, half) is HF row (head, half, j)
+      if (heads > 0) from = row / head_dim * head_dim + row % 2 * (head_dim / 2) + row % head_dim / 2;
+      const float* x = source.data() + from * static_cast<size_t>(cols);
+      quantize_ggml_row(*type, x, cols, expected.data());
+      ASSERT_EQ(std::memcmp(data + row * row_size, expected.data(), row_size), 0) << gguf_name << " row " << row;
+      dequantize_ggml_row(*type, data + row * row_size, back.data(), cols);
+      const auto block = static_cast<size_t>(ggml_block_values(*type));
+      for (size_t start = 0; start < back.size(); start += block) {
+        float amax = 0, lo = 0, hi = 0;
+        for (size_t i = start; i < start + block; ++i) {
+          amax = std::max(amax, std::fabs(x[i]));
+          lo = std::min(lo, x[i]);
+          hi = std::max(hi, x[i]);
+        }
+        float limit = 0;
+        switch (*type) {
+          case GgmlType::Q8_0: limit = 0.6f * amax / 127; break;
+          case GgmlType::Q4_0: limit = 1.01f * amax / 8; break;
+          case GgmlType::Q5_0: limit = 1.01f * amax / 16; break;
+          case GgmlType::Q4_K: limit = (hi - lo) / 15; break;
+          case GgmlType::Q6_K: limit = 2 * amax / 32; break;
+          default: FAIL() << gguf_name << " has unexpected type " << ggml_type_name(*type);
+        }
+        for (size_t i = start; i < start + block; ++i) {
+          ASSERT_LE(std::fabs(back[i] - x[i]), limit) << gguf_name << " row " << row << " value " << i;
+        }
+      }
+    }
+  }
+}
+
+// Offsets follow from each tensor's size in whole blocks, aligned to 32, and the file ends after the last.
+void expect_sizes_consistent(const ParsedGguf& g) {
+  uint64_t offset = 0;
+  for (const std::string& name : g.tensor_order) {
+    const GgufTensorInfo& t = g.tensors.at(name);
+    ASSERT_EQ(t.offset, offset) << name;
+    const auto type = ggml_type_from_number(t.type);
+    ASSERT_TRUE(type.has_value()) << name;
+    uint64_t rows = 1;
+    for (size_t d = 1; d < t.dims.size(); ++d) rows *= t.dims[d];
+    offset = (offset + rows * ggml_row_bytes(*type, static_cast<int64_t>(t.dims[0])) + 31) / 32 * 32;
+  }
+  EXPECT_EQ(g.bytes.size(), g.data_start + offset);
+}
+
+TEST_F(GgufExport, Q4_0ExportFollowsLlamaQuantize) {
+  TestModelSpec spec;  // rows of 64 and 192: whole blocks of 32, not of 256
+  const TestModelWeights weights = write_test_model(dir_.path(), spec);
+  const auto out = dir_.path() / "q4_0.gguf";
+  GgufExportOptions options;
+  options.type = GgufFileType::Q4_0;
+  export_gguf(ModelFolder::open(dir_.path()), out, options);
+  const ParsedGguf g = parse_gguf(out);
+  EXPECT_EQ(g.integers.at("general.file_type"), 2u);  // LLAMA_FTYPE_MOSTLY_Q4_0
+  EXPECT_EQ(g.integers.at("general.quantization_version"), 2u);
+  EXPECT_EQ(g.tensors.at("token_embd.weight").type, 2u);
+  EXPECT_EQ(g.tensors.at("blk.0.attn_q.weight").type, 2u);
+  EXPECT_EQ(g.tensors.at("blk.1.attn_v.weight").type, 2u);
+  EXPECT_EQ(g.tensors.at("blk.1.ffn_down.weight").type, 2u);
+  EXPECT_EQ(g.tensors.at("output.weight").type, 8u);  // Q6_K wanted, rows of 64 are not a super-block: Q8_0
+  EXPECT_EQ(g.tensors.at("blk.0.ffn_norm.weight").type, 0u);
+  EXPECT_EQ(g.tensors.at("rope_freqs.weight").type, 0u);
+  expect_sizes_consistent(g);
+  expect_tensors_match_source(g, weights, 4096);
+}
+
+TEST_F(GgufExport, Q4_K_MExportFollowsLlamaQuantize) {
+  TestModelSpec spec;
+  spec.hidden_size = 256;  // K super-blocks fit the attention and gate/up rows; ffn_down rows of 320 do not
+  spec.intermediate_size = 320;
+  spec.head_dim = 32;
+  spec.num_hidden_layers = 8;  // more-bits layers: 0, 7 (first / last eighth), 3, 6 (every third)
+  const TestModelWeights weights = write_test_model(dir_.path(), spec);
+  const auto out = dir_.path() / "q4_k_m.gguf";
+  GgufExportOptions options;
+  options.type = GgufFileType::Q4_K_M;
+  export_gguf(ModelFolder::open(dir_.path()), out, options);
+  const ParsedGguf g = parse_gguf(out);
+  EXPECT_EQ(g.integers.at("general.file_type"), 15u);  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+  EXPECT_EQ(g.integers.at("general.quantization_version"), 2u);
+  EXPECT_EQ(g.tensors.at("token_embd.weight").type, 12u);
+  EXPECT_EQ(g.tensors.at("output.weight").type, 14u);
+  for (int l = 0; l < 8; ++l) {
+    const std::string blk = "blk." + std::to_string(l) + ".";
+    const bool more_bits = l == 0 || l == 3 || l == 6 || l == 7;
+    EXPECT_EQ(g.tensors.at(blk + "attn_v.weight").type, more_bits ? 14u : 12u) << l;
+    EXPECT_EQ(g.tensors.at(blk + "ffn_down.weight").type, more_bits ? 8u : 6u) << l;  // Q6_K -> Q8_0, Q4_K -> Q5_0
+    for (const char* name : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight"}) {
+      EXPECT_EQ(g.tensors.at(blk + name).type, 12u) << blk << name;
+    }
+    EXPECT_EQ(g.tensors.at(blk + "attn_norm.weight").type, 0u);
+  }
+  expect_sizes_consistent(g);
+  expect_tensors_match_source(g, weights, 2048);
+}
+
+// llama-quantize's choices on the published shapes (llama_tensor_get_type, no imatrix).
+TEST(GgufTensorTypes, PublishedModels) {
+  const GgufTypeContext llama8b{32, false, false};
+  const std::vector<int64_t> square = {4096, 4096}, down = {4096, 14336}, embd = {128256, 4096};
+  // Q4_K_M attn_v / ffn_down: Q6_K on layers 0-3 and 28-31 and every third from 4 (6, 9, ..., 27).
+  for (int l = 0; l < 32; ++l) {
+    const bool more = l < 4 || l >= 28 || (l - 4) % 3 == 2;
+    const std::string blk = "blk." + std::to_string(l) + ".";
+    EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, blk + "attn_v.weight", {1024, 4096}, llama8b),
+              more ? GgmlType::Q6_K : GgmlType::Q4_K) << l;
+    EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, blk + "ffn_down.weight", down, llama8b),
+              more ? GgmlType::Q6_K : GgmlType::Q4_K) << l;
+    EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, blk + "attn_q.weight", square, llama8b), GgmlType::Q4_K);
+    EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_0, blk + "attn_v.weight", {1024, 4096}, llama8b), GgmlType::Q4_0);
+  }
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "token_embd.weight", embd, llama8b), GgmlType::Q4_K);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "output.weight", embd, llama8b), GgmlType::Q6_K);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_0, "token_embd.weight", embd, llama8b), GgmlType::Q4_0);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_0, "output.weight", embd, llama8b), GgmlType::Q6_K);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q8_0, "output.weight", embd, llama8b), GgmlType::Q8_0);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::BF16, "output.weight", embd, llama8b), GgmlType::BF16);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "blk.0.attn_norm.weight", {4096}, llama8b), GgmlType::F32);
+  // 70B: the Q4_K attn_v layers go up to Q5_K.
+  const GgufTypeContext llama70b{80, false, true};
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "blk.11.attn_v.weight", {1024, 8192}, llama70b), GgmlType::Q5_K);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "blk.12.attn_v.weight", {1024, 8192}, llama70b), GgmlType::Q6_K);
+  // Tied embeddings (Llama 3.2 1B shapes): token_embd is typed as the output.
+  const GgufTypeContext tied{16, true, false};
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "token_embd.weight", {128256, 2048}, tied), GgmlType::Q6_K);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_0, "token_embd.weight", {128256, 2048}, tied), GgmlType::Q6_K);
+  // Rows that are not whole blocks: Q4_K -> Q5_0, Q6_K -> Q8_0, then F16.
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "blk.1.ffn_up.weight", {100, 96}, llama8b), GgmlType::Q5_0);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_K_M, "blk.1.ffn_up.weight", {100, 40}, llama8b), GgmlType::F16);
+  EXPECT_EQ(gguf_tensor_type(GgufFileType::Q4_0, "blk.1.ffn_up.weight", {100, 40}, llama8b), GgmlType::F16);
+}
+
+TEST(GgufFileTypes, NamesAndNumbers) {
+  EXPECT_EQ(gguf_file_type_from_name("q4_k_m"), GgufFileType::Q4_K_M);
+  EXPECT_EQ(gguf_file_type_from_name("Q4_K_M"), GgufFileType::Q4_K_M);
+  EXPECT_EQ(gguf_file_type_from_name("bf16"), GgufFileType::BF16);
+  EXPECT_FALSE(gguf_file_type_from_name("q4_k").has_value());
+  EXPECT_EQ(gguf_file_type_names(), "bf16, f16, f32, q8_0, q4_0, q4_k_m");
+  EXPECT_EQ(static_cast<uint32_t>(GgufFileType::Q4_0), 2u);
+  EXPECT_EQ(static_cast<uint32_t>(GgufFileType::Q8_0), 7u);
+  EXPECT_EQ(static_cast<uint32_t>(GgufFileType::Q4_K_M), 15u);
+  EXPECT_EQ(static_cast<uint32_t>(GgufFileType::BF16), 32u);
 }
 
 TEST(GgufPermutation, RoundTripsEveryRowOnce) {
