@@ -3,10 +3,11 @@
 # with random weights (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, tied 128256
 # vocabulary, bf16): prompt processing of 512 tokens and generation of 128, same thread count, plus decode
 # speed as a fraction of the memory-bandwidth limit (weight bytes per token / measured read bandwidth).
-# -q q8_0 runs both on Q8_0 of the same weights: llama.cpp on `llama31 convert --dtype q8_0` (rounded as
-# llama-quantize rounds), llama31 with `--weights q8_0` (the same rounding at load).
+# -q q8_0|q4_0|q4_k_m runs both engines on the same GGUF file, written by `llama31 convert --type` with
+# llama-quantize's per-tensor types and rounding (llama31 runs Q8_0 and Q4_0 tensors as they are and
+# re-stores the K types as Q8_0); bf16 runs llama31 on the folder and llama.cpp on its bf16 GGUF.
 #
-# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-q bf16|q8_0] [-b LLAMA31_BINARY] [-w WORKDIR]
+# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-q bf16|q8_0|q4_0|q4_k_m] [-b LLAMA31_BINARY] [-w WORKDIR]
 # needs: a built llama31 (default build/release/llama31), `npm ci` in tools/peer, node, g++ with OpenMP.
 set -euo pipefail
 
@@ -23,12 +24,12 @@ while getopts "t:r:q:b:w:h" opt; do
     r) repetitions="${OPTARG}" ;;
     b) binary="${OPTARG}" ;;
     w) work="${OPTARG}" ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    *) sed -n '2,12p' "$0"; exit 2 ;;
   esac
 done
 
 die() { echo "bench_vs_llamacpp: $*" >&2; exit 1; }
-[[ "${quant}" == bf16 || "${quant}" == q8_0 ]] || die "-q ${quant}: expected bf16 or q8_0"
+[[ "${quant}" =~ ^(bf16|q8_0|q4_0|q4_k_m)$ ]] || die "-q ${quant}: expected bf16, q8_0, q4_0 or q4_k_m"
 [[ -x "${binary}" ]] || die "no llama31 binary at ${binary} (build it, or pass -b)"
 [[ -f "${root}/tools/peer/node_modules/node-llama-cpp/package.json" ]] ||
   die "tools/peer/node_modules is missing: run 'npm ci' in tools/peer"
@@ -41,8 +42,6 @@ mkdir -p "${work}"
 
 model="${work}/llama-3.2-1b-shape"
 gguf="${work}/llama-3.2-1b-shape-${quant}.gguf"
-weights_flags=()
-[[ "${quant}" == q8_0 ]] && weights_flags=(--weights q8_0)
 shape_flags=(--layers 16 --hidden 2048 --heads 32 --kv-heads 8 --intermediate 8192 --tied --dtype bf16)
 if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is reused
   help="$("${binary}" make-test-model --help)"
@@ -55,10 +54,12 @@ if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is
   "${binary}" make-test-model "${shape_flags[@]}" "${model}" >&2
 fi
 echo "== converting to GGUF ${quant}" >&2
-[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" --to gguf -o "${gguf}" --dtype "${quant}" > /dev/null 2> "${work}/convert.log"
+[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" -o "${gguf}" --type "${quant}" > /dev/null 2> "${work}/convert.log"
+ours_model="${gguf}"
+[[ "${quant}" == bf16 ]] && ours_model="${model}"
 
 echo "== llama31 bench (${threads} threads)" >&2
-ours="$("${binary}" bench -m "${model}" "${weights_flags[@]}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
+ours="$("${binary}" bench -m "${ours_model}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
 echo "== llama.cpp bench (${threads} threads)" >&2
 theirs="$(cd "${root}/tools/peer" && node bench.mjs --model "${gguf}" --prompt 512 --gen 128 \
   --threads "${threads}" --repetitions "${repetitions}" | tail -n 1)"

@@ -20,13 +20,11 @@ nlohmann::ordered_json read_json_file(const std::filesystem::path& path, const c
   }
 }
 
-FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools) {
+FolderTemplate template_from_tokenizer_config(const nlohmann::json& config, bool with_tools) {
   FolderTemplate result;
-  const auto config_path = dir / "tokenizer_config.json";
-  if (std::filesystem::exists(config_path)) {
-    const auto config = read_json_file(config_path, "tokenizer_config.json");
+  if (config.is_object()) {
     if (config.contains("bos_token") && config["bos_token"].is_string()) result.bos_token = config["bos_token"];
-    const auto& tmpl = config.contains("chat_template") ? config["chat_template"] : nlohmann::ordered_json();
+    const auto& tmpl = config.contains("chat_template") ? config["chat_template"] : nlohmann::json();
     if (tmpl.is_string()) {
       result.source = tmpl.get<std::string>();
     } else if (tmpl.is_array()) {
@@ -43,6 +41,18 @@ FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools
   }
   if (result.source.empty()) result.source = official_llama31_template();
   return result;
+}
+
+FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools) {
+  const auto config_path = dir / "tokenizer_config.json";
+  if (!std::filesystem::exists(config_path)) return template_from_tokenizer_config(nlohmann::json::object(), with_tools);
+  std::ifstream in(config_path, std::ios::binary);
+  if (!in) fail("tokenizer_config.json: cannot open {}", config_path.string());
+  try {
+    return template_from_tokenizer_config(nlohmann::json::parse(in), with_tools);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("tokenizer_config.json {}: invalid JSON: {}", config_path.string(), e.what());
+  }
 }
 
 }  // namespace llama31

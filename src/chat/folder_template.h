@@ -14,8 +14,11 @@ struct FolderTemplate {
   std::string bos_token = "<|begin_of_text|>";
 };
 
-// with_tools picks the "tool_use" named template when the folder has one; otherwise "default".
-// Errors (llama31::Error): tokenizer_config.json present but not valid JSON.
+// The template tokenizer_config.json's content asks for (an empty object: the official one). with_tools
+// picks the "tool_use" named template when there is one; otherwise "default".
+FolderTemplate template_from_tokenizer_config(const nlohmann::json& config, bool with_tools);
+
+// The same from dir/tokenizer_config.json. Errors (llama31::Error): present but not valid JSON.
 FolderTemplate folder_template(const std::filesystem::path& dir, bool with_tools);
 
 // Reads a JSON file keeping key order; errors name `what` (e.g. "--messages") and the path.

@@ -203,7 +203,7 @@ void run_chat(const ChatOptions& o) {
     }
     session.extra["builtin_tools"] = names;
   }
-  session.tmpl = folder_template(model->folder().dir, !session.tools.is_null());
+  session.tmpl = template_from_tokenizer_config(model->folder().tokenizer_config_document(), !session.tools.is_null());
   session.sampling = sampling_params(o, *model);
   if (!o.messages_file.empty()) {
     run_one_shot(session);

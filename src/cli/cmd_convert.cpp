@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "model_files/gguf_reader.h"
 #include "model_files/gguf_writer.h"
 #include "model_files/model_folder.h"
 #include "util/error.h"
@@ -26,6 +27,10 @@ void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
   const std::optional<GgufFileType> type = gguf_file_type_from_name(options.type);
   if (!type) fail("--type {}: expected one of {}", options.type, gguf_file_type_names());
+  if (is_gguf_file(options.model_dir)) {
+    fail("{} is a GGUF file already; convert writes GGUF from a Hugging Face folder (llama31 runs the file as it is)",
+         options.model_dir);
+  }
   const ModelFolder model = ModelFolder::open(options.model_dir);
   GgufExportOptions export_options;
   export_options.type = *type;

@@ -27,7 +27,7 @@ struct GuardOptions {
 // otherwise the built-in Llama Guard 3 prompt.
 std::string guard_prompt(const std::filesystem::path& dir, const nlohmann::ordered_json& messages,
                          const std::vector<std::string>& categories) {
-  const auto tmpl = folder_template(dir, false);
+  const auto tmpl = template_from_tokenizer_config(read_tokenizer_config(dir), false);
   if (categories.empty() && tmpl.source.find("UNSAFE CONTENT CATEGORIES") != std::string::npos) {
     chat::llama_guard3_prompt(messages);  // validates roles and contents
     return render_chat(tmpl.source, messages, nullptr, true, nlohmann::ordered_json::object(), tmpl.bos_token);

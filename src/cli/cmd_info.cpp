@@ -1,4 +1,5 @@
 // llama31 info: what a model folder holds (architecture, sizes, rope scaling, parameters, bytes).
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "model_files/gguf_reader.h"
 #include "model_files/model_folder.h"
 
 namespace llama31::cli {
@@ -41,6 +43,13 @@ std::string join_ids(const std::vector<int>& ids) {
   return out.empty() ? "none" : out;
 }
 
+// How many tensors of each ggml type the file holds ("q4_K": 113, ...).
+std::map<std::string, int> gguf_type_counts(const GgufFile& file) {
+  std::map<std::string, int> types;
+  for (const GgufTensorInfo& t : file.tensors()) ++types[std::string(ggml_type_name(t.type))];
+  return types;
+}
+
 nlohmann::json info_json(const ModelFolder& folder, long long tensor_parameters,
                          const std::map<std::string, long long>& bytes_by_dtype) {
   const LlamaConfig& c = folder.config;
@@ -58,6 +67,11 @@ nlohmann::json info_json(const ModelFolder& folder, long long tensor_parameters,
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["rope_theta"] = c.rope_theta;
   j["rope_scaling"] = c.to_json()["rope_scaling"];
+  if (!c.rope_frequency_factors.empty()) j["rope_frequency_factors"] = c.rope_frequency_factors;
+  if (folder.gguf) {
+    j["gguf_tensor_types"] = gguf_type_counts(*folder.gguf);
+    j["gguf_version"] = folder.gguf->version();
+  }
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["bos_token_id"] = c.bos_token_id ? nlohmann::json(*c.bos_token_id) : nlohmann::json(nullptr);
   j["eos_token_ids"] = c.eos_token_ids;
@@ -90,7 +104,10 @@ void print_text(const ModelFolder& folder, long long tensor_parameters,
   line("vocab size:", std::to_string(c.vocab_size));
   line("context length:", std::to_string(c.max_position_embeddings));
   line("rope theta:", fmt::format("{}", c.rope_theta));
-  if (c.rope_scaling) {
+  if (!c.rope_frequency_factors.empty()) {
+    const auto [low, high] = std::minmax_element(c.rope_frequency_factors.begin(), c.rope_frequency_factors.end());
+    line("rope scaling:", fmt::format("per-dimension factors from the GGUF file's rope_freqs ({} to {})", *low, *high));
+  } else if (c.rope_scaling) {
     const RopeScaling& s = *c.rope_scaling;
     line("rope scaling:", fmt::format("{} (factor {}, low_freq_factor {}, high_freq_factor {}, "
                                       "original_max_position_embeddings {})",
@@ -120,6 +137,11 @@ void print_text(const ModelFolder& folder, long long tensor_parameters,
                               : fmt::format("{} ({}-bit, group {}{}{}; run as f16)", quant_method_name(q.method), q.bits,
                                             q.group_size, q.method == QuantMethod::Gptq && q.desc_act ? ", act-order" : "",
                                             kept));
+  }
+  if (folder.gguf) {
+    std::string list;
+    for (const auto& [type, count] : gguf_type_counts(*folder.gguf)) list += fmt::format("{}{} {}", list.empty() ? "" : ", ", count, type);
+    line("GGUF tensors:", fmt::format("version {}: {} (run as the types below)", folder.gguf->version(), list));
   }
   for (const auto& [dtype, bytes] : bytes_by_dtype) {
     line("weight bytes:", fmt::format("{} {} ({:.1f} MiB)", dtype, with_thousands(bytes),

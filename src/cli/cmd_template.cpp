@@ -40,7 +40,7 @@ void run_template(const TemplateOptions& o) {
     extra["builtin_tools"] = names;
   }
   if (!o.date_string.empty()) extra["date_string"] = o.date_string;
-  const auto tmpl = folder_template(dir, !tools.is_null());
+  const auto tmpl = template_from_tokenizer_config(read_tokenizer_config(dir), !tools.is_null());
   const std::string prompt = render_chat(tmpl.source, messages, tools, !o.no_generation_prompt, extra, tmpl.bos_token);
   std::fwrite(prompt.data(), 1, prompt.size(), stdout);
 }

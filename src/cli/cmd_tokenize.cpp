@@ -29,18 +29,8 @@ struct DetokenizeOptions {
   bool skip_special = false;
 };
 
-Tokenizer load_tokenizer(const std::string& model_dir) {
-  const std::filesystem::path dir(model_dir);
-  if (!std::filesystem::is_directory(dir)) fail("model folder {} does not exist", model_dir);
-  const auto tokenizer_json = dir / "tokenizer.json";
-  if (!std::filesystem::is_regular_file(tokenizer_json)) fail("{} has no tokenizer.json", model_dir);
-  const auto config_json = dir / "tokenizer_config.json";
-  return Tokenizer::from_files(tokenizer_json,
-                               std::filesystem::is_regular_file(config_json) ? config_json : std::filesystem::path());
-}
-
 void run_tokenize(const TokenizeOptions& options) {
-  const Tokenizer tokenizer = load_tokenizer(options.model_dir);
+  const Tokenizer tokenizer = load_tokenizer(std::filesystem::path(options.model_dir));
   std::vector<TokenId> ids;
   if (options.add_bos) {
     const auto bos = tokenizer.bos_id();
@@ -53,7 +43,7 @@ void run_tokenize(const TokenizeOptions& options) {
 }
 
 void run_detokenize(const DetokenizeOptions& options) {
-  const Tokenizer tokenizer = load_tokenizer(options.model_dir);
+  const Tokenizer tokenizer = load_tokenizer(std::filesystem::path(options.model_dir));
   const auto ids = parse_id_list(options.ids);
   // Like Hugging Face's decode: bytes that do not form whole characters become U+FFFD.
   const std::string text = utf8::to_valid_lossy(tokenizer.decode(ids, options.skip_special));
@@ -66,7 +56,7 @@ void run_detokenize(const DetokenizeOptions& options) {
 void add_tokenize_commands(CLI::App& app) {
   auto tokenize_options = std::make_shared<TokenizeOptions>();
   CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  tokenize->add_option("-m,--model", tokenize_options->model_dir, "Model folder holding tokenizer.json")->required();
+  tokenize->add_option("-m,--model", tokenize_options->model_dir, "Model folder holding tokenizer.json, or a GGUF file")->required();
   tokenize->add_flag("--special", tokenize_options->parse_special,
                      "Turn special tokens written in the text (<|eot_id|>) into their ids");
   tokenize->add_flag("--bos", tokenize_options->add_bos, "Start with <|begin_of_text|>");
@@ -75,7 +65,7 @@ void add_tokenize_commands(CLI::App& app) {
 
   auto detokenize_options = std::make_shared<DetokenizeOptions>();
   CLI::App* detokenize = app.add_subcommand("detokenize", "Print the text of token ids");
-  detokenize->add_option("-m,--model", detokenize_options->model_dir, "Model folder holding tokenizer.json")
+  detokenize->add_option("-m,--model", detokenize_options->model_dir, "Model folder holding tokenizer.json, or a GGUF file")
       ->required();
   detokenize->add_flag("--skip-special", detokenize_options->skip_special, "Leave special tokens out");
   detokenize->add_option("ids", detokenize_options->ids, "Token ids: \"1,2,3\" or a JSON array \"[1, 2, 3]\"")

@@ -15,7 +15,7 @@ namespace llama31::cli {
 
 void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
   sub.add_option("-m,--model", options.model_dir,
-                 "Hugging Face model folder (config.json, *.safetensors, tokenizer.json); "
+                 "Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or llama.cpp GGUF file; "
                  "default: the built-in tiny demo model");
   sub.add_option("-t,--threads", options.threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   sub.add_option("--weights", options.weights,

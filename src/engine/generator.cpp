@@ -1,5 +1,6 @@
 #include "engine/generator.h"
 
+#include "model_files/gguf_model.h"
 #include "model_files/quantized_weights.h"
 
 #include <algorithm>
@@ -14,12 +15,38 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+Tokenizer load_tokenizer(const ModelFolder& folder) {
+  if (folder.gguf) {
+    return Tokenizer::from_json(gguf_tokenizer_document(*folder.gguf), gguf_tokenizer_config_document(*folder.gguf),
+                                folder.dir.string() + " (tokenizer.ggml.*)", folder.dir.string());
+  }
+  const bool has_config = std::filesystem::is_regular_file(folder.tokenizer_config_json);
+  return Tokenizer::from_files(folder.tokenizer_json, has_config ? folder.tokenizer_config_json : std::filesystem::path());
+}
+
+Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
+  if (is_gguf_file(model_path)) {
+    const GgufFile file(model_path);
+    return Tokenizer::from_json(gguf_tokenizer_document(file), gguf_tokenizer_config_document(file),
+                                model_path.string() + " (tokenizer.ggml.*)", model_path.string());
+  }
+  if (!std::filesystem::exists(model_path)) fail("model folder {} does not exist", model_path.string());
+  if (!std::filesystem::is_directory(model_path)) {
+    fail("{} is neither a model folder nor a GGUF file", model_path.string());
+  }
+  const auto tokenizer_json = model_path / "tokenizer.json";
+  if (!std::filesystem::is_regular_file(tokenizer_json)) fail("{} has no tokenizer.json", model_path.string());
+  const auto config_json = model_path / "tokenizer_config.json";
+  return Tokenizer::from_files(tokenizer_json,
+                               std::filesystem::is_regular_file(config_json) ? config_json : std::filesystem::path());
+}
+
 std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault,
                                                std::optional<DType> weights) {
   ModelFolder folder = ModelFolder::open(dir);
   if (prefault) folder.weights.prefault(/*show_progress=*/true);
   if (weights) quantize_weights_in_memory(folder.weights, folder.config, *weights, /*show_progress=*/true);
-  Tokenizer tokenizer = Tokenizer::from_files(folder.tokenizer_json, folder.tokenizer_config_json);
+  Tokenizer tokenizer = load_tokenizer(folder);
   return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(folder), std::move(tokenizer)));
 }
 

@@ -19,6 +19,12 @@
 namespace llama31 {
 
 // A model folder opened for inference: weights, tokenizer and the forward pass.
+// The tokenizer of an opened model: its folder's tokenizer.json (and tokenizer_config.json when present),
+// or its GGUF file's tokenizer.ggml.* metadata.
+Tokenizer load_tokenizer(const ModelFolder& folder);
+// The same for a model folder or GGUF file, without opening its weights.
+Tokenizer load_tokenizer(const std::filesystem::path& model_path);
+
 class LoadedModel {
  public:
   // Opens and validates the folder. With prefault, reads all weights into memory now (with a

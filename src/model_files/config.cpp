@@ -238,6 +238,14 @@ std::vector<double> rope_inverse_frequencies(const LlamaConfig& config) {
     const double exponent = static_cast<double>(2 * i) / dim;
     inv_freq[i] = 1.0 / std::pow(config.rope_theta, exponent);
   }
+  if (!config.rope_frequency_factors.empty()) {
+    if (config.rope_frequency_factors.size() != inv_freq.size()) {
+      fail("rope frequency factors: {} values for head_dim {} (expected {})", config.rope_frequency_factors.size(),
+           dim, inv_freq.size());
+    }
+    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= config.rope_frequency_factors[i];
+    return inv_freq;
+  }
   if (!config.rope_scaling) return inv_freq;
   const RopeScaling& s = *config.rope_scaling;
   const double original = s.original_max_position_embeddings;

@@ -36,6 +36,9 @@ struct LlamaConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 500000.0;
   std::optional<RopeScaling> rope_scaling;
+  // Per-dimension divisors of the rotary frequencies as a GGUF file stores them (rope_freqs.weight, what
+  // llama.cpp applies for llama3 scaling); used instead of rope_scaling when not empty (head_dim / 2 values).
+  std::vector<double> rope_frequency_factors;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // must be false: Llama 3.1 has no biases
   bool mlp_bias = false;

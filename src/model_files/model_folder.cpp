@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model_files/gguf_model.h"
 #include "model_files/quantized_weights.h"
 #include "util/error.h"
 
@@ -9,7 +14,18 @@ namespace llama31 {
 
 namespace {
 
-void check_tensors(const TensorStore& weights, const LlamaConfig& c) {
+nlohmann::json read_json_or_empty(const std::filesystem::path& path) {
+  if (path.empty() || !std::filesystem::exists(path)) return nlohmann::json::object();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{} is not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+void check_llama_tensors(const TensorStore& weights, const LlamaConfig& c) {
   const int64_t hidden = c.hidden_size;
   const int64_t q_width = static_cast<int64_t>(c.num_attention_heads) * c.head_dim;
   const int64_t kv_width = static_cast<int64_t>(c.num_key_value_heads) * c.head_dim;
@@ -17,7 +33,7 @@ void check_tensors(const TensorStore& weights, const LlamaConfig& c) {
   const int64_t vocab = c.vocab_size;
   auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const TensorView& t = weights.get(name, shape);
-    if (!is_compute_dtype(t.dtype)) {
+    if (!is_matmul_dtype(t.dtype) || (shape.size() == 1 && !is_compute_dtype(t.dtype))) {
       fail("{}: tensor {} has dtype {}; model weights must be BF16, F16 or F32 (or a quantization the "
            "config's quantization_config declares)",
            t.file.string(), name, dtype_name(t.dtype));
@@ -50,9 +66,30 @@ std::string layer_tensor_name(int layer, const char* suffix) {
   return fmt::format("model.layers.{}.{}", layer, suffix);
 }
 
+void ModelFolder::check_tensors() const { check_llama_tensors(weights, config); }
+
+nlohmann::json ModelFolder::tokenizer_document() const {
+  if (gguf) return gguf_tokenizer_document(*gguf);
+  return read_json_or_empty(tokenizer_json);
+}
+
+nlohmann::json ModelFolder::tokenizer_config_document() const {
+  if (gguf) return gguf_tokenizer_config_document(*gguf);
+  return read_json_or_empty(tokenizer_config_json);
+}
+
+nlohmann::json read_tokenizer_config(const std::filesystem::path& model_path) {
+  if (is_gguf_file(model_path)) return gguf_tokenizer_config_document(GgufFile(model_path));
+  return read_json_or_empty(model_path / "tokenizer_config.json");
+}
+
 ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
+  if (is_gguf_file(dir)) return open_gguf_model(dir);
   if (!std::filesystem::exists(dir)) fail("model folder {} does not exist", dir.string());
-  if (!std::filesystem::is_directory(dir)) fail("{} is not a folder (expected a model folder)", dir.string());
+  if (!std::filesystem::is_directory(dir)) {
+    fail("{} is not a folder (expected a model folder) nor a GGUF file (it does not start with \"GGUF\")",
+         dir.string());
+  }
   const std::filesystem::path config_path = dir / "config.json";
   if (!std::filesystem::exists(config_path)) fail("{}: file not found (not a model folder?)", config_path.string());
   ModelFolder folder;
@@ -66,7 +103,7 @@ ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
   folder.generation = GenerationConfig::from_file_or_empty(dir / "generation_config.json");
   folder.weights = TensorStore::open_folder(dir);
   folder.fp8_activation_modules = dequantize_checkpoint(folder.weights, folder.config, /*show_progress=*/true);
-  check_tensors(folder.weights, folder.config);
+  folder.check_tensors();
   return folder;
 }
 

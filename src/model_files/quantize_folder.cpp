@@ -54,6 +54,11 @@ std::string_view quantize_type_name(QuantizeType type) {
 
 QuantizeReport quantize_folder(const ModelFolder& source, const std::filesystem::path& out, QuantizeType type,
                                bool show_progress) {
+  if (source.is_gguf()) {
+    fail("{} is a GGUF file; quantize writes Hugging Face layouts from a Hugging Face folder (run the GGUF file "
+         "as it is, or write other GGUF types from the folder with `llama31 convert --type`)",
+         source.dir.string());
+  }
   if (source.config.quantization) {
     fail("{} is already quantized ({}); quantize an unquantized checkpoint", source.dir.string(),
          quant_method_name(source.config.quantization->method));

@@ -281,37 +281,64 @@ const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, s
 
 namespace {
 
-// Where a view's bytes lie in one of the mapped files, if they do.
-template <typename Files>
-const SafetensorsFile* file_holding(const Files& files, const TensorView& view) {
-  for (const auto& f : files) {
-    const std::byte* begin = f->mapped().data();
-    if (begin != nullptr && view.data >= begin && view.data < begin + f->mapped().size()) return f.get();
+// The mapping that holds a view's bytes, if one of these does.
+const MappedFile* mapping_holding(const std::vector<const MappedFile*>& mappings, const TensorView& view) {
+  for (const MappedFile* m : mappings) {
+    const std::byte* begin = m->data();
+    if (begin != nullptr && view.data >= begin && view.data < begin + m->size()) return m;
   }
   return nullptr;
 }
 
 }  // namespace
 
+const TensorView& TensorStore::add_mapped(TensorView view, std::shared_ptr<const MappedFile> file) {
+  const std::byte* begin = file->data();
+  if (view.data < begin || view.nbytes > file->size() || view.data > begin + (file->size() - view.nbytes)) {
+    fail("tensor {}: its bytes lie outside {}", view.name, file->path().string());
+  }
+  auto owned = std::make_unique<OwnedTensor>();
+  owned->view = std::move(view);
+  owned->mapping = std::move(file);
+  const std::string name = owned->view.name;
+  std::erase_if(owned_, [&](const std::unique_ptr<OwnedTensor>& t) { return t->view.name == name; });
+  owned_.push_back(std::move(owned));
+  by_name_[name] = &owned_.back()->view;
+  return owned_.back()->view;
+}
+
+TensorStore TensorStore::empty(const std::filesystem::path& source) {
+  TensorStore store;
+  store.dir_ = source;
+  return store;
+}
+
 void TensorStore::prefault(bool show_progress) const {
-  std::vector<std::pair<const SafetensorsFile*, const TensorView*>> in_use;
+  std::vector<const MappedFile*> mappings;
+  for (const auto& f : files_) mappings.push_back(&f->mapped());
+  for (const auto& t : owned_) {
+    if (t->mapping && std::find(mappings.begin(), mappings.end(), t->mapping.get()) == mappings.end()) {
+      mappings.push_back(t->mapping.get());
+    }
+  }
+  std::vector<std::pair<const MappedFile*, const TensorView*>> in_use;
   size_t total = 0;
   for (const auto& [name, view] : by_name_) {
-    if (const SafetensorsFile* f = file_holding(files_, *view)) {
-      in_use.emplace_back(f, view);
+    if (const MappedFile* m = mapping_holding(mappings, *view)) {
+      in_use.emplace_back(m, view);
       total += view->nbytes;
     }
   }
   std::optional<Progress> progress;
   if (show_progress) progress.emplace("loading weights", total);
   size_t done = 0;
-  for (const auto& [file, view] : in_use) {
+  for (const auto& [mapping, view] : in_use) {
     // In slices, so the progress moves within large tensors too.
     constexpr size_t kSlice = size_t{64} << 20;
-    const size_t offset = static_cast<size_t>(view->data - file->mapped().data());
+    const size_t offset = static_cast<size_t>(view->data - mapping->data());
     for (size_t at = 0; at < view->nbytes; at += kSlice) {
       const size_t length = std::min(kSlice, view->nbytes - at);
-      file->mapped().prefault_range(offset + at, length);
+      mapping->prefault_range(offset + at, length);
       done += length;
       if (progress) progress->update(done);
     }

@@ -65,6 +65,10 @@ class TensorStore {
   // held in memory is freed). data must hold the tensor's bytes (rows of row_bytes(dtype, shape.back())).
   const TensorView& add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
                               std::vector<std::byte> data);
+  // Adds a tensor whose bytes stay in a mapped file (a GGUF file's), which the store keeps open.
+  const TensorView& add_mapped(TensorView view, std::shared_ptr<const MappedFile> file);
+  // A store with no tensors yet; errors name `source` (a GGUF file's path).
+  static TensorStore empty(const std::filesystem::path& source);
   // Makes every tensor in use resident (as MappedFile::prefault, but skipping stored tensors that were
   // replaced by converted copies), showing progress on stderr.
   void prefault(bool show_progress) const;
@@ -78,7 +82,8 @@ class TensorStore {
   std::filesystem::path dir_;
   struct OwnedTensor {
     TensorView view;
-    std::vector<std::byte> bytes;
+    std::vector<std::byte> bytes;                // the tensor's bytes, or empty when
+    std::shared_ptr<const MappedFile> mapping;  // they lie in this mapping
   };
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<std::unique_ptr<OwnedTensor>> owned_;

@@ -104,7 +104,7 @@ ChatPlan plan_chat(const ServerContext& ctx, const ojson& body) {
     extra["builtin_tools"] = *it;
     builtin = !it->empty();
   }
-  const FolderTemplate tmpl = folder_template(ctx.model.folder().dir, tools.is_array());
+  const FolderTemplate tmpl = template_from_tokenizer_config(ctx.model.folder().tokenizer_config_document(), tools.is_array());
   const std::string text = render_chat(tmpl.source, *messages, tools, true, extra, tmpl.bos_token);
   plan.prompt = ctx.model.tokenizer().encode(text, /*parse_special=*/true);
 

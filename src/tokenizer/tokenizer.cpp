@@ -198,8 +198,15 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::from_files(const std::filesystem::path& tokenizer_json,
                                 const std::filesystem::path& tokenizer_config_json) {
-  auto impl = std::make_unique<Impl>();
   const json root = read_json(tokenizer_json);
+  const json config = tokenizer_config_json.empty() ? json::object() : read_json(tokenizer_config_json);
+  return from_json(root, config, tokenizer_json.string(), tokenizer_config_json.string());
+}
+
+Tokenizer Tokenizer::from_json(const nlohmann::json& root, const nlohmann::json& config,
+                               const std::string& tokenizer_source, const std::string& config_source) {
+  auto impl = std::make_unique<Impl>();
+  const std::filesystem::path tokenizer_json = tokenizer_source;
   try {
     const auto normalizer = root.find("normalizer");
     if (normalizer != root.end() && !normalizer->is_null()) {
@@ -232,17 +239,12 @@ Tokenizer Tokenizer::from_files(const std::filesystem::path& tokenizer_json,
     fail("{}: unexpected structure: {}", tokenizer_json.string(), e.what());
   }
 
-  std::optional<std::string> bos_name;
-  if (!tokenizer_config_json.empty()) {
-    const json config = read_json(tokenizer_config_json);
-    bos_name = config_token_name(config, "bos_token");
-  }
+  const std::optional<std::string> bos_name = config.is_object() ? config_token_name(config, "bos_token") : std::nullopt;
   Tokenizer tokenizer(std::move(impl));
   if (bos_name) {
     tokenizer.impl_->bos = tokenizer.token_to_id(*bos_name);
     if (!tokenizer.impl_->bos) {
-      fail("{}: bos_token {:?} is not a token of {}", tokenizer_config_json.string(), *bos_name,
-           tokenizer_json.string());
+      fail("{}: bos_token {:?} is not a token of {}", config_source, *bos_name, tokenizer_source);
     }
   } else {
     tokenizer.impl_->bos = tokenizer.token_to_id("<|begin_of_text|>");

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace llama31 {
 
 using TokenId = int32_t;
@@ -20,6 +22,10 @@ class Tokenizer {
   // Loads tokenizer.json; tokenizer_config.json (optional, may be empty path) supplies bos/eos names.
   static Tokenizer from_files(const std::filesystem::path& tokenizer_json,
                               const std::filesystem::path& tokenizer_config_json = {});
+  // The same from the files' parsed contents (a GGUF file's vocabulary translated to tokenizer.json's
+  // form); config may be an empty object; the sources name the documents in errors.
+  static Tokenizer from_json(const nlohmann::json& tokenizer, const nlohmann::json& tokenizer_config,
+                             const std::string& tokenizer_source, const std::string& config_source);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
