@@ -27,13 +27,19 @@ void run_convert(const ConvertOptions& options) {
   if (options.format != "gguf") fail("--to {}: only gguf is supported", options.format);
   const std::optional<GgufFileType> type = gguf_file_type_from_name(options.type);
   if (!type) fail("--type {}: expected one of {}", options.type, gguf_file_type_names());
-  if (is_gguf_file(options.model_dir)) {
-    fail("{} is a GGUF file already; convert writes GGUF from a Hugging Face folder (llama31 runs the file as it is)",
-         options.model_dir);
+  write_gguf_file(options.model_dir, options.output, *type);
+}
+
+}  // namespace
+
+void write_gguf_file(const std::string& model_dir, const std::string& output, GgufFileType type) {
+  if (is_gguf_file(model_dir)) {
+    fail("{} is a GGUF file already; GGUF is written from a Hugging Face folder (llama31 runs the file as it is)",
+         model_dir);
   }
-  const ModelFolder model = ModelFolder::open(options.model_dir);
+  const ModelFolder model = ModelFolder::open(model_dir);
   GgufExportOptions export_options;
-  export_options.type = *type;
+  export_options.type = type;
   const bool tty = isatty(fileno(stderr)) != 0;
   export_options.on_tensor = [tty](const std::string& name, size_t index, size_t count) {
     if (tty) {
@@ -44,12 +50,10 @@ void run_convert(const ConvertOptions& options) {
     }
     std::fflush(stderr);
   };
-  export_gguf(model, options.output, export_options);
-  std::printf("wrote %s (%s, %ju bytes)\n", options.output.c_str(), std::string(gguf_file_type_name(*type)).c_str(),
-              static_cast<uintmax_t>(std::filesystem::file_size(options.output)));
+  export_gguf(model, output, export_options);
+  std::printf("wrote %s (%s, %ju bytes)\n", output.c_str(), std::string(gguf_file_type_name(type)).c_str(),
+              static_cast<uintmax_t>(std::filesystem::file_size(output)));
 }
-
-}  // namespace
 
 void add_convert_command(CLI::App& app) {
   auto options = std::make_shared<ConvertOptions>();

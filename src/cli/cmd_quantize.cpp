@@ -1,4 +1,5 @@
-// llama31 quantize: writes a quantized copy of a model folder in a published layout (AWQ INT4, FP8).
+// llama31 quantize: writes a quantized copy of a model folder in a published layout (AWQ INT4, FP8), or
+// a GGUF file of llama.cpp's quantized types.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -17,6 +18,12 @@ struct QuantizeOptions {
 };
 
 void run_quantize(const QuantizeOptions& options) {
+  // llama.cpp's block types have no Hugging Face layout: they are written as GGUF, as convert does.
+  if (const auto gguf_type = gguf_file_type_from_name(options.type);
+      gguf_type && *gguf_type != GgufFileType::F32 && *gguf_type != GgufFileType::F16 && *gguf_type != GgufFileType::BF16) {
+    write_gguf_file(options.model_dir, options.output, *gguf_type);
+    return;
+  }
   const QuantizeType type = quantize_type_from_option(options.type);
   const ModelFolder source = ModelFolder::open(options.model_dir);
   const QuantizeReport report = quantize_folder(source, options.output, type, /*show_progress=*/true);
@@ -32,10 +39,12 @@ void add_quantize_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "quantize", "Write a quantized copy of a model folder in a published layout (loads in llama31 and transformers)");
   cmd->add_option("-m,--model", options->model_dir, "Unquantized Hugging Face model folder")->required();
-  cmd->add_option("-o,--output", options->output, "Output folder (absent or empty)")->required();
+  cmd->add_option("-o,--output", options->output, "Output folder (absent or empty), or FILE.gguf for the GGUF types")
+      ->required();
   cmd->add_option("--type", options->type,
                   "int4-g128: AWQ GEMM layout, 4-bit groups of 128 with zero points, every layer linear; "
-                  "fp8: fbgemm_fp8 layout as Meta's FP8 checkpoints, e4m3 MLP weights with per-channel scales")
+                  "fp8: fbgemm_fp8 layout as Meta's FP8 checkpoints, e4m3 MLP weights with per-channel scales; "
+                  "q8_0, q4_0, q4_k_m: a GGUF file as llama-quantize writes it (as `convert --type`)")
       ->capture_default_str();
   cmd->callback([options] { run_quantize(*options); });
 }

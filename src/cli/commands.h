@@ -4,6 +4,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
+#include "model_files/gguf_writer.h"
+
 namespace llama31::cli {
 
 void add_generate_command(CLI::App& app);
@@ -20,5 +24,9 @@ void add_template_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_guard_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+
+// Writes a Hugging Face folder as a GGUF file of this type, with progress (convert, and quantize's GGUF
+// types).
+void write_gguf_file(const std::string& model_dir, const std::string& output, GgufFileType type);
 
 }  // namespace llama31::cli

@@ -45,7 +45,7 @@ std::optional<std::string> linear_module(const std::string& name) {
 QuantizeType quantize_type_from_option(std::string_view name, std::string_view option) {
   if (name == "int4-g128" || name == "awq") return QuantizeType::Int4G128;
   if (name == "fp8") return QuantizeType::Fp8;
-  fail("{} {}: unknown quantization type (supported: int4-g128, fp8)", option, name);
+  fail("{} {}: unknown quantization type (supported: int4-g128, fp8, and as GGUF q8_0, q4_0, q4_k_m)", option, name);
 }
 
 std::string_view quantize_type_name(QuantizeType type) {

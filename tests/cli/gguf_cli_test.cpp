@@ -70,6 +70,26 @@ TEST_F(GgufCli, TokenizeReadsTheFilesVocabulary) {
   EXPECT_FALSE(b.out.empty());
 }
 
+TEST_F(GgufCli, QuantizeWritesLlamaCppTypesAsGgufThatRuns) {
+  const auto out = dir_->path() / "model-q4_0.gguf";
+  const auto q = run_cli({"quantize", "-m", folder(), "-o", out.string(), "--type", "q4_0"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  const auto info = run_cli({"info", "-m", out.string(), "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto j = nlohmann::json::parse(info.out);
+  // Every linear layer and the embedding, as llama-quantize types them; the head takes Q8_0 (rows of 64 are
+  // not whole Q6_K blocks).
+  EXPECT_EQ(j["gguf_tensor_types"]["q4_0"], 2 * 7 + 1);
+  EXPECT_EQ(j["gguf_tensor_types"]["q8_0"], 1);
+  EXPECT_GT(j["weight_bytes_by_dtype"]["Q4_0"].get<long long>(), 0);
+  const auto g = run_cli({"generate", "-m", out.string(), "-p", "Hello", "-n", "4", "--temp", "0", "--ids-json"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  // A GGUF file is not a source for more GGUF: one clear line.
+  const auto again = run_cli({"convert", "-m", out.string(), "-o", (dir_->path() / "again.gguf").string()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("is a GGUF file already"), std::string::npos) << again.err;
+}
+
 TEST_F(GgufCli, ADamagedFileIsAOneLineError) {
   std::ifstream in(gguf(), std::ios::binary);
   std::stringstream bytes;
