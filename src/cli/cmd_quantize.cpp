@@ -1,10 +1,16 @@
 // llama31 quantize: writes a quantized copy of a model folder in a published layout (AWQ INT4, FP8), or
 // a GGUF file of llama.cpp's quantized types.
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
+#include "engine/awq_scaling.h"
+#include "engine/generator.h"
 #include "model_files/quantize_folder.h"
 #include "util/error.h"
 
@@ -15,7 +21,27 @@ struct QuantizeOptions {
   std::string model_dir;
   std::string output;
   std::string type = "int4-g128";
+  std::string calibration;      // text file for activation-aware scaling (int4-g128)
+  int calibration_tokens = 4096;
 };
+
+// AWQ's activation-aware scaling from a calibration text, applied to the folder's weights in memory.
+void scale_from_calibration(ModelFolder& source, const QuantizeOptions& options) {
+  std::ifstream in(options.calibration, std::ios::binary);
+  if (!in) fail("--calibration {}: cannot open the file", options.calibration);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<TokenId> tokens;
+  if (source.config.bos_token_id) tokens.push_back(*source.config.bos_token_id);
+  const std::vector<TokenId> body = load_tokenizer(source).encode(text.str());
+  tokens.insert(tokens.end(), body.begin(), body.begin() + std::min<size_t>(body.size(), options.calibration_tokens));
+  if (body.empty()) fail("--calibration {}: the file holds no text", options.calibration);
+  const AwqScalingReport r = apply_awq_scaling(source, tokens, AwqScalingOptions{}, /*show_progress=*/true);
+  std::printf("activation-aware scaling: %d input groups, %d calibration tokens, mean alpha %.2f; int4 output error "
+              "on the calibration rows %.4g of round to nearest's\n",
+              r.groups, r.calibration_tokens, r.mean_alpha,
+              r.error_round_to_nearest > 0 ? r.error_scaled / r.error_round_to_nearest : 1.0);
+}
 
 void run_quantize(const QuantizeOptions& options) {
   // llama.cpp's block types have no Hugging Face layout: they are written as GGUF, as convert does.
@@ -25,7 +51,13 @@ void run_quantize(const QuantizeOptions& options) {
     return;
   }
   const QuantizeType type = quantize_type_from_option(options.type);
-  const ModelFolder source = ModelFolder::open(options.model_dir);
+  if (!options.calibration.empty() && type != QuantizeType::Int4G128) {
+    fail("--calibration: activation-aware scaling applies to --type int4-g128 only");
+  }
+  ModelFolder source = ModelFolder::open(options.model_dir);
+  if (!options.calibration.empty() && !source.is_gguf() && !source.config.quantization) {
+    scale_from_calibration(source, options);
+  }
   const QuantizeReport report = quantize_folder(source, options.output, type, /*show_progress=*/true);
   std::printf("wrote %s (%s, %d linear layers quantized, %.1f MB of weights from %.1f MB)\n", options.output.c_str(),
               std::string(quantize_type_name(type)).c_str(), report.layers_quantized,
@@ -45,6 +77,12 @@ void add_quantize_command(CLI::App& app) {
                   "int4-g128: AWQ GEMM layout, 4-bit groups of 128 with zero points, every layer linear; "
                   "fp8: fbgemm_fp8 layout as Meta's FP8 checkpoints, e4m3 MLP weights with per-channel scales; "
                   "q8_0, q4_0, q4_k_m: a GGUF file as llama-quantize writes it (as `convert --type`)")
+      ->capture_default_str();
+  cmd->add_option("--calibration", options->calibration,
+                  "Text file: with int4-g128, scale each layer's inputs by their activations on this text before "
+                  "rounding (AWQ's activation-aware scaling, folded into the norms and up_proj)");
+  cmd->add_option("--calibration-tokens", options->calibration_tokens, "Tokens of the calibration text to use")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->callback([options] { run_quantize(*options); });
 }

@@ -209,6 +209,7 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   };
   std::vector<float> fp8_x;
   auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
+    if (observer_) observer_(w, x_rows, n, in);
     if (fp8_inputs_.count(&w) != 0) {  // FP8 layer: its input rows go through e4m3 first, per token
       fp8_x.assign(x_rows, x_rows + static_cast<size_t>(n) * in);
       fake_quantize_fp8_rows(fp8_x.data(), n, in, fp8_scale_ub_);

@@ -5,6 +5,7 @@
 // RMSNorm and the output head. Activations are fp32; weights stay bf16/f16/f32 as stored.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <unordered_set>
 #include <vector>
@@ -56,6 +57,12 @@ class LlamaModel {
   // head (an embedding row is not counted). Decode speed is bounded by this over the read bandwidth.
   size_t bytes_read_per_token() const;
 
+  // Sees the input rows of every linear layer of the decoder layers as forward computes them: the weight
+  // multiplied, the rows and their width. For calibration (activation-aware quantization); it runs on
+  // the forward pass's thread. An empty function removes it.
+  using LinearInputObserver = std::function<void(const TensorView& weight, const float* rows, int count, int width)>;
+  void set_linear_input_observer(LinearInputObserver observer) { observer_ = std::move(observer); }
+
   // Positions per internal prefill chunk (bounds activation memory).
   static constexpr int max_chunk = 256;
 
@@ -89,6 +96,7 @@ class LlamaModel {
   std::vector<double> inv_freq_;
   std::unordered_set<const TensorView*> fp8_inputs_;  // FP8 layers (fbgemm_fp8): inputs quantized per token
   float fp8_scale_ub_ = 1200.0f;
+  LinearInputObserver observer_;
 };
 
 // FP8 activations as fbgemm_fp8 forms them: each row scaled by min(max|x|, scale_ub) / 448, rounded

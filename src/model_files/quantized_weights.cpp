@@ -241,11 +241,36 @@ int quantize_weights_in_memory(TensorStore& store, const LlamaConfig& config, DT
   return done;
 }
 
-PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size) {
-  if (out % 8 != 0 || group_size <= 0 || in % group_size != 0 || w.size() != static_cast<size_t>(out) * in) {
+namespace {
+
+// One group's asymmetric 4-bit grid: round to nearest, zero point so the group's min and max (and 0) fit.
+struct Int4Grid {
+  uint16_t scale_bits;
+  float scale;
+  int zero;
+  int code(float value) const { return std::clamp(static_cast<int>(std::nearbyint(value / scale)) + zero, 0, 15); }
+};
+
+Int4Grid int4_grid(const float* values, int n) {
+  const float lo = std::min(0.0f, *std::min_element(values, values + n));
+  const float hi = std::max(0.0f, *std::max_element(values, values + n));
+  uint16_t scale_bits = f32_to_f16(hi > lo ? (hi - lo) / 15.0f : 1.0f);
+  if ((scale_bits & 0x7fffu) == 0) scale_bits = 1;  // a range below f16's smallest step
+  const float scale = f16_to_f32(scale_bits);
+  return {scale_bits, scale, std::clamp(static_cast<int>(std::nearbyint(-lo / scale)), 0, 15)};
+}
+
+void check_int4_shape(size_t size, int out, int in, int group_size) {
+  if (out % 8 != 0 || group_size <= 0 || in % group_size != 0 || size != static_cast<size_t>(out) * in) {
     fail("int4 quantization needs out ({}) a multiple of 8 and in ({}) a multiple of the group size ({})", out, in,
          group_size);
   }
+}
+
+}  // namespace
+
+PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size) {
+  check_int4_shape(w.size(), out, in, group_size);
   const int groups = in / group_size;
   const int packed_cols = out / 8;
   PackedInt4 p;
@@ -263,23 +288,33 @@ PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_
       const int shift = 4 * position_in_word[static_cast<size_t>(column)];
       for (int g = 0; g < groups; ++g) {
         const float* values = row + static_cast<size_t>(g) * group_size;
-        const float lo = std::min(0.0f, *std::min_element(values, values + group_size));
-        const float hi = std::max(0.0f, *std::max_element(values, values + group_size));
-        uint16_t scale_bits = f32_to_f16(hi > lo ? (hi - lo) / 15.0f : 1.0f);
-        if ((scale_bits & 0x7fffu) == 0) scale_bits = 1;  // a range below f16's smallest step
-        const float scale = f16_to_f32(scale_bits);
-        const int zero = std::clamp(static_cast<int>(std::nearbyint(-lo / scale)), 0, 15);
-        p.scales[static_cast<size_t>(g) * out + o] = scale_bits;
-        p.qzeros[static_cast<size_t>(g) * packed_cols + c] |= static_cast<int32_t>(static_cast<uint32_t>(zero) << shift);
+        const Int4Grid grid = int4_grid(values, group_size);
+        p.scales[static_cast<size_t>(g) * out + o] = grid.scale_bits;
+        p.qzeros[static_cast<size_t>(g) * packed_cols + c] |= static_cast<int32_t>(static_cast<uint32_t>(grid.zero) << shift);
         for (int k = 0; k < group_size; ++k) {
-          const int q = std::clamp(static_cast<int>(std::nearbyint(values[k] / scale)) + zero, 0, 15);
           p.qweight[static_cast<size_t>(g * group_size + k) * packed_cols + c] |=
-              static_cast<int32_t>(static_cast<uint32_t>(q) << shift);
+              static_cast<int32_t>(static_cast<uint32_t>(grid.code(values[k])) << shift);
         }
       }
     }
   }
   return p;
+}
+
+std::vector<float> int4_round_trip(const std::vector<float>& w, int out, int in, int group_size) {
+  check_int4_shape(w.size(), out, in, group_size);
+  std::vector<float> result(w.size());
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < out; ++o) {
+    for (int g = 0; g < in / group_size; ++g) {
+      const size_t at = static_cast<size_t>(o) * in + static_cast<size_t>(g) * group_size;
+      const Int4Grid grid = int4_grid(w.data() + at, group_size);
+      for (int k = 0; k < group_size; ++k) {  // (q - z) * s in f16, as dequantize_awq computes it
+        result[at + k] = f16_to_f32(f32_to_f16(static_cast<float>(grid.code(w[at + k]) - grid.zero) * grid.scale));
+      }
+    }
+  }
+  return result;
 }
 
 Fp8Weight quantize_fp8(const std::vector<float>& w, int out, int in) {

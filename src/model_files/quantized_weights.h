@@ -54,6 +54,8 @@ struct PackedInt4 {
 // Asymmetric 4-bit per group of group_size inputs of a dense [out][in] weight (round to nearest, zero
 // point so the group's min and max are representable), packed as AWQ GEMM.
 PackedInt4 quantize_awq(const std::vector<float>& w, int out, int in, int group_size);
+// The dense weights quantize_awq's output stands for (what loading it gives), without packing.
+std::vector<float> int4_round_trip(const std::vector<float>& w, int out, int in, int group_size);
 struct Fp8Weight {
   std::vector<uint8_t> weight;  // e4m3 [out][in]
   std::vector<float> scale;     // [out]: max|row| / 448

@@ -257,8 +257,9 @@ size_t TensorStore::total_bytes() const {
   return total;
 }
 
-const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+const TensorView& TensorStore::add_owned(const std::string& name_ref, DType dtype, std::vector<int64_t> shape,
                                          std::vector<std::byte> data) {
+  const std::string name = name_ref;  // name_ref may be the replaced tensor's own name, freed below
   auto owned = std::make_unique<OwnedTensor>();
   owned->view.name = name;
   owned->view.dtype = dtype;

@@ -75,6 +75,27 @@ TEST_F(QuantizeCli, Int4G128WritesTheAwqLayoutAndRunsCloseToTheOriginal) {
   EXPECT_NE(info.out.find("quantization:          awq (4-bit, group 128"), std::string::npos) << info.out;
 }
 
+TEST_F(QuantizeCli, CalibrationTextScalesBeforeRoundingAndTheFolderStillLoads) {
+  const std::string text = path("calibration.txt");
+  std::ofstream(text) << "Calibration text: a few sentences of ordinary English, numbers like 1234, and code "
+                         "such as for (int i = 0; i < n; ++i) sum += x[i]; to give every channel some activity.";
+  const auto r = run_cli({"quantize", "-m", path("model"), "-o", path("awq"), "--type", "int4-g128", "--calibration",
+                          text});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("activation-aware scaling: 6 input groups"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("calibrating"), std::string::npos) << r.err;  // progress
+  const auto config = nlohmann::json::parse(std::ifstream(path("awq") + "/config.json"));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "awq");
+  EXPECT_LT(logits_error(path("awq")), 0.25);
+  const auto fp8 = run_cli({"quantize", "-m", path("model"), "-o", path("fp8-calibrated"), "--type", "fp8",
+                            "--calibration", text});
+  EXPECT_EQ(fp8.exit_code, 1);
+  EXPECT_NE(fp8.err.find("int4-g128 only"), std::string::npos) << fp8.err;
+  const auto missing = run_cli({"quantize", "-m", path("model"), "-o", path("awq2"), "--calibration", path("none.txt")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("none.txt"), std::string::npos) << missing.err;
+}
+
 TEST_F(QuantizeCli, Fp8WritesMetasLayoutAndRunsCloseToTheOriginal) {
   const auto r = run_cli({"quantize", "-m", path("model"), "-o", path("fp8"), "--type", "fp8"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
