@@ -15,7 +15,7 @@ struct ModelOptions {
   std::string model_dir;  // empty: the built-in demo model
   int threads = 0;        // 0: all cores
   int ctx_size = 0;       // 0: what the command needs, up to the model's limit
-  std::string weights;    // "q8_0": re-store the linear layers so at load; empty: as stored
+  std::string weights;    // "q8_0" or "q4_0": re-store the matrices so at load; empty: as stored
 };
 
 // Adds -m/--model, -t/--threads, --weights and (when with_ctx) -c/--ctx-size.

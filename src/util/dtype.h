@@ -7,7 +7,7 @@
 
 namespace llama31 {
 
-// F32, F16 and BF16 are what the kernels multiply by, and Q8_0 (below). I32 and F8_E4M3 only appear in
+// F32, F16 and BF16 are what the kernels multiply by, and Q8_0 and Q4_0 (below). I32 and F8_E4M3 only appear in
 // stored quantized checkpoints (packed int4 words, FP8 weights), which model_files turns into one of the others.
 // Q8_0 holds matrices in blocks of 32 values of a row as llama.cpp's GGML_TYPE_Q8_0 does (int8 values, one
 // f16 scale per block, value = q * scale), laid out row by row as [in/32 f16 scales][in int8 values] so the
