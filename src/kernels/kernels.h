@@ -21,7 +21,9 @@ namespace llama31::kernels {
 // tests' tolerance of 1e-5 * sum|x_i w_i|. Q8_0 weights (in a multiple of 32): each row of x is quantized
 // per block of 32 to int8 as llama.cpp does (scalar::quantize_activations_q8) and the blocks are exact
 // integer dot products (AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw), scaled and summed in fp32; the
-// tolerance is then relative to the quantized x.
+// tolerance is then relative to the quantized x. F8_E4M3 weights (torch float8_e4m3fn bytes, no scale:
+// y = sum x * e4m3 value) are widened to fp32 exactly and multiplied in fp32 (the NaN codes 0x7f and 0xff
+// are not honoured: quantizers never write them).
 void matmul(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y);
 
 // The same product by the matrix-matrix (prefill) kernel for any number of rows: each row of y comes out

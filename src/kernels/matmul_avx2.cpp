@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/aligned_buffer.h"
+#include "kernels/fp8_avx2.h"
 #include "kernels/isa_table.h"
 #include "kernels/q4_0_avx2.h"
 #include "kernels/q8_0_avx2.h"
@@ -158,8 +159,8 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::I32:
-    case DType::F8_E4M3: break;  // rejected by kernels::matmul
+    case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32: break;  // rejected by kernels::matmul
   }
 }
 
@@ -175,6 +176,8 @@ float weight_value(const void* w, size_t index) {
     return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
   } else if constexpr (T == DType::F16) {
     return _cvtsh_ss(static_cast<const uint16_t*>(w)[index]);
+  } else if constexpr (T == DType::F8_E4M3) {
+    return f8e4m3_to_f32(static_cast<const uint8_t*>(w)[index]);
   } else {
     return static_cast<const float*>(w)[index];
   }
@@ -283,8 +286,8 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::I32:
-    case DType::F8_E4M3: break;  // rejected by kernels::matmul
+    case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32: break;  // rejected by kernels::matmul
   }
 }
 

@@ -1,8 +1,9 @@
 // AVX-512 matmul: a matrix-vector kernel for a few rows of x (decode, memory-bound) and a register-
 // blocked matrix-matrix kernel for many rows (prefill, compute-bound). All arithmetic is fp32 FMA;
-// BF16 and F16 weights are widened to fp32 exactly. The loops over rows (R) and output rows (O) carry
-// "#pragma GCC unroll": unrolled, their accumulators live in registers; GCC -O2 otherwise keeps the
-// accumulator arrays in memory and the matrix-matrix kernel runs at a third of its speed.
+// BF16, F16 and FP8 E4M3 weights are widened to fp32 exactly (FP8 decode: fp8_avx512.cpp). The loops
+// over rows (R) and output rows (O) carry "#pragma GCC unroll": unrolled, their accumulators live in
+// registers; GCC -O2 otherwise keeps the accumulator arrays in memory and the matrix-matrix kernel runs
+// at a third of its speed.
 // GCC 12 reports its own AVX-512 intrinsics (which start from an undefined register on purpose) as
 // using uninitialized values once inlined; the pragma must precede the header to cover its lines.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -14,6 +15,7 @@
 
 #include "kernels/isa_table.h"
 #include "kernels/aligned_buffer.h"
+#include "kernels/fp8_avx512.h"
 #include "kernels/q4_0_avx512.h"
 #include "kernels/q8_0_avx512.h"
 #include "kernels/scalar.h"
@@ -279,8 +281,8 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::I32:
-    case DType::F8_E4M3: break;  // rejected by kernels::matmul
+    case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32: break;  // rejected by kernels::matmul
   }
 }
 
@@ -299,6 +301,12 @@ inline __m512 load16_as_f32(const void* w, size_t n_in, size_t row, size_t col) 
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
   } else if constexpr (T == DType::F16) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + index)));
+  } else if constexpr (T == DType::F8_E4M3) {
+    // As fp8_avx512.cpp widens them (e4m3 value / 256 as f16 bits), times 256: exact.
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(w) + index));
+    const __m256i half_bits = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(bytes), 7),
+                                               _mm256_set1_epi16(static_cast<short>(0xbf80)));
+    return _mm512_mul_ps(_mm512_cvtph_ps(half_bits), _mm512_set1_ps(256.0f));
   } else {
     return _mm512_loadu_ps(static_cast<const float*>(w) + index);
   }
@@ -311,6 +319,8 @@ inline float load1_as_f32(const void* w, size_t n_in, size_t row, size_t col) {
     return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
   } else if constexpr (T == DType::F16) {
     return _cvtsh_ss(static_cast<const uint16_t*>(w)[index]);
+  } else if constexpr (T == DType::F8_E4M3) {
+    return f8e4m3_to_f32(static_cast<const uint8_t*>(w)[index]);
   } else {
     return static_cast<const float*>(w)[index];
   }
@@ -456,8 +466,8 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::I32:
-    case DType::F8_E4M3: break;  // rejected by kernels::matmul
+    case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::I32: break;  // rejected by kernels::matmul
   }
 }
 

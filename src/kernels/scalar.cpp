@@ -17,8 +17,8 @@ float weight_at(const void* w, DType w_type, size_t index) {
     case DType::F32: return static_cast<const float*>(w)[index];
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(w)[index]);
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
+    case DType::F8_E4M3: return f8e4m3_to_f32(static_cast<const uint8_t*>(w)[index]);
     case DType::I32:
-    case DType::F8_E4M3:
     case DType::Q8_0:
     case DType::Q4_0: break;  // Q8_0 and Q4_0 have their own loops; the others are rejected by kernels::matmul
   }

@@ -60,7 +60,10 @@ std::vector<uint8_t> convert_tensor(const TensorView& view, GgmlType type) {
   if (same) {  // stored as written
     return {reinterpret_cast<const uint8_t*>(view.data), reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
   }
-  if (!is_matmul_dtype(view.dtype)) fail("GGUF export: tensor {} is stored as {}", view.name, dtype_name(view.dtype));
+  // e4m3 bytes need their scales: export reads FP8 checkpoints widened (QuantizedForm::Dense).
+  if (!is_matmul_dtype(view.dtype) || view.dtype == DType::F8_E4M3) {
+    fail("GGUF export: tensor {} is stored as {}", view.name, dtype_name(view.dtype));
+  }
   const size_t src_row = row_bytes(view.dtype, in);
   std::vector<uint8_t> out(rows * out_row);
   const auto* src = reinterpret_cast<const uint8_t*>(view.data);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -33,7 +34,10 @@ void check_llama_tensors(const TensorStore& weights, const LlamaConfig& c) {
   const int64_t vocab = c.vocab_size;
   auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const TensorView& t = weights.get(name, shape);
-    if (!is_matmul_dtype(t.dtype) || (shape.size() == 1 && !is_compute_dtype(t.dtype))) {
+    // FP8 weights run with their per-channel scales, which only a declared FP8 checkpoint's loading keeps.
+    const bool unscaled_fp8 = t.dtype == DType::F8_E4M3 &&
+                              weights.find(name.substr(0, name.size() - std::strlen(".weight")) + ".weight_scale") == nullptr;
+    if (!is_matmul_dtype(t.dtype) || unscaled_fp8 || (shape.size() == 1 && !is_compute_dtype(t.dtype))) {
       fail("{}: tensor {} has dtype {}; model weights must be BF16, F16 or F32 (or a quantization the "
            "config's quantization_config declares)",
            t.file.string(), name, dtype_name(t.dtype));

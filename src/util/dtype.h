@@ -7,8 +7,10 @@
 
 namespace llama31 {
 
-// F32, F16 and BF16 are what the kernels multiply by, and Q8_0 and Q4_0 (below). I32 and F8_E4M3 only appear in
-// stored quantized checkpoints (packed int4 words, FP8 weights), which model_files turns into one of the others.
+// F32, F16 and BF16 are what the kernels multiply by, and Q8_0, Q4_0 and F8_E4M3 (below). I32 only appears in
+// stored quantized checkpoints (packed int4 words), which model_files turns into one of the others.
+// F8_E4M3 holds FP8 (fbgemm_fp8) checkpoints' weights as stored, one byte each, [out][in] row-major; the
+// kernels multiply by the plain e4m3 values, and the model applies each output channel's scale after.
 // Q8_0 holds matrices in blocks of 32 values of a row as llama.cpp's GGML_TYPE_Q8_0 does (int8 values, one
 // f16 scale per block, value = q * scale), laid out row by row as [in/32 f16 scales][in int8 values] so the
 // kernels load whole vectors of either; rows must be a multiple of 32 long. It exists in memory only.
@@ -42,7 +44,9 @@ constexpr size_t row_bytes(DType t, int64_t n) {
 // Element-wise float types (what stored weights and scales are read as).
 constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // What kernels::matmul multiplies by.
-constexpr bool is_matmul_dtype(DType t) { return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0; }
+constexpr bool is_matmul_dtype(DType t) {
+  return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::F8_E4M3;
+}
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
 DType dtype_from_option(std::string_view name, std::string_view option = "--dtype");
