@@ -37,7 +37,7 @@ void write_gguf_file(const std::string& model_dir, const std::string& output, Gg
     fail("{} is a GGUF file already; GGUF is written from a Hugging Face folder (llama31 runs the file as it is)",
          model_dir);
   }
-  const ModelFolder model = ModelFolder::open(model_dir);
+  const ModelFolder model = ModelFolder::open(model_dir, QuantizedForm::Dense);
   GgufExportOptions export_options;
   export_options.type = type;
   const bool tty = isatty(fileno(stderr)) != 0;

@@ -54,7 +54,7 @@ void run_quantize(const QuantizeOptions& options) {
   if (!options.calibration.empty() && type != QuantizeType::Int4G128) {
     fail("--calibration: activation-aware scaling applies to --type int4-g128 only");
   }
-  ModelFolder source = ModelFolder::open(options.model_dir);
+  ModelFolder source = ModelFolder::open(options.model_dir, QuantizedForm::Dense);
   if (!options.calibration.empty() && !source.is_gguf() && !source.config.quantization) {
     scale_from_calibration(source, options);
   }

@@ -43,7 +43,8 @@ Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
 
 std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault,
                                                std::optional<DType> weights) {
-  ModelFolder folder = ModelFolder::open(dir);
+  // Re-storing (--weights) starts from dense matrices: an int4 checkpoint's Q4_0 form leaves out its offsets.
+  ModelFolder folder = ModelFolder::open(dir, weights ? QuantizedForm::Dense : QuantizedForm::Runtime);
   if (prefault) folder.weights.prefault(/*show_progress=*/true);
   if (weights) quantize_weights_in_memory(folder.weights, folder.config, *weights, /*show_progress=*/true);
   Tokenizer tokenizer = load_tokenizer(folder);

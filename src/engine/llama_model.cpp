@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "model_files/quantized_weights.h"
 #include "util/error.h"
 
 namespace llama31 {
@@ -43,8 +44,19 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
     layer.input_norm = w.get(layer_tensor_name(l, "input_layernorm.weight")).values();
     layer.post_attn_norm = w.get(layer_tensor_name(l, "post_attention_layernorm.weight")).values();
     layers_.push_back(std::move(layer));
+    for (const char* module : kLayerLinearModules) {
+      const std::string name = layer_tensor_name(l, module);
+      if (const Int4Extras extras = find_int4_extras(w, name); extras.offsets != nullptr) {
+        int4_extras_.emplace(&w.get(name + ".weight"), extras);
+      }
+    }
   }
-  for (const std::string& module : folder.fp8_activation_modules) fp8_inputs_.insert(&w.get(module + ".weight"));
+  for (const std::string& module : folder.fp8_activation_modules) {
+    const TensorView& weight = w.get(module + ".weight");
+    fp8_inputs_.insert(&weight);
+    // Held as e4m3 bytes (not widened, not re-stored): the per-channel scales go on after the product.
+    if (weight.dtype == DType::F8_E4M3) fp8_scales_.emplace(&weight, w.get(module + kFp8ScaleSuffix).values());
+  }
   if (config_.quantization) fp8_scale_ub_ = static_cast<float>(config_.quantization->activation_scale_ub);
   inv_freq_ = rope_inverse_frequencies(config_);
 }
@@ -55,6 +67,10 @@ size_t LlamaModel::bytes_read_per_token() const {
     for (const TensorView* w : {layer.q_proj, layer.k_proj, layer.v_proj, layer.o_proj, layer.gate_proj,
                                 layer.up_proj, layer.down_proj}) {
       total += w->nbytes;
+      if (const auto fp8 = fp8_scales_.find(w); fp8 != fp8_scales_.end()) total += fp8->second.size() * sizeof(float);
+      if (const auto int4 = int4_extras_.find(w); int4 != int4_extras_.end()) {
+        total += static_cast<size_t>(w->shape[0]) * int4->second.groups * sizeof(float);
+      }
     }
     total += (layer.input_norm.size() + layer.post_attn_norm.size()) * sizeof(float);
   }
@@ -207,7 +223,7 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
                    y_rows + static_cast<size_t>(r - first) * out);
     }
   };
-  std::vector<float> fp8_x;
+  std::vector<float> fp8_x, int4_x;
   auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
     if (observer_) observer_(w, x_rows, n, in);
     if (fp8_inputs_.count(&w) != 0) {  // FP8 layer: its input rows go through e4m3 first, per token
@@ -215,12 +231,26 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
       fake_quantize_fp8_rows(fp8_x.data(), n, in, fp8_scale_ub_);
       x_rows = fp8_x.data();
     }
+    const auto int4 = int4_extras_.find(&w);
+    if (int4 != int4_extras_.end() && int4->second.input_order != nullptr) {  // act-order: inputs by group
+      int4_x.resize(static_cast<size_t>(n) * in);
+      gather_inputs(x_rows, n, in, int4->second.input_order, int4_x.data());
+      x_rows = int4_x.data();
+    }
     if (prefill_rows > 0) {
       kernels::matmul_gemm(x_rows, prefill_rows, w.data, w.dtype, static_cast<int>(w.shape[0]),
                            static_cast<int>(w.shape[1]), y_rows);
     }
     small_groups(w, x_rows, prefill_rows, n - prefill_rows, in, y_rows + static_cast<size_t>(prefill_rows) * out,
                  out);
+    if (const auto fp8 = fp8_scales_.find(&w); fp8 != fp8_scales_.end()) {  // e4m3 products times each channel's scale
+      const float* scale = fp8->second.data();
+      for (size_t r = 0; r < static_cast<size_t>(n); ++r) {
+        float* y_row = y_rows + r * static_cast<size_t>(out);
+        for (int o = 0; o < out; ++o) y_row[o] *= scale[o];
+      }
+    }
+    if (int4 != int4_extras_.end()) add_group_offsets(x_rows, n, in, int4->second, out, y_rows);
   };
 
   // Embedding: one row of the table per token.

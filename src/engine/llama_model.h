@@ -2,14 +2,17 @@
 //
 // Reads top to bottom like the model card: embed; per layer RMSNorm -> grouped-query attention with
 // rotary positions (llama3 frequency scaling) -> residual -> RMSNorm -> SwiGLU MLP -> residual; final
-// RMSNorm and the output head. Activations are fp32; weights stay bf16/f16/f32 as stored.
+// RMSNorm and the output head. Activations are fp32; weights stay bf16/f16/f32 as stored (FP8 checkpoints'
+// layers as e4m3 bytes, their per-channel scales applied to the products).
 #pragma once
 
 #include <functional>
+#include <unordered_map>
 #include <span>
 #include <unordered_set>
 #include <vector>
 
+#include "engine/int4_linear.h"
 #include "engine/kv_cache.h"
 #include "model_files/model_folder.h"
 #include "tokenizer/tokenizer.h"
@@ -93,8 +96,11 @@ class LlamaModel {
   const TensorView* lm_head_;  // the embedding when tied
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
+  // FP8 layers held as e4m3 (kernels multiply by the plain e4m3 values): each output channel's scale.
+  std::unordered_map<const TensorView*, std::vector<float>> fp8_scales_;
   std::vector<double> inv_freq_;
   std::unordered_set<const TensorView*> fp8_inputs_;  // FP8 layers (fbgemm_fp8): inputs quantized per token
+  std::unordered_map<const TensorView*, Int4Extras> int4_extras_;  // int4 layers held as Q4_0 plus offsets
   float fp8_scale_ub_ = 1200.0f;
   LinearInputObserver observer_;
 };

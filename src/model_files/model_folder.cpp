@@ -34,9 +34,12 @@ void check_llama_tensors(const TensorStore& weights, const LlamaConfig& c) {
   const int64_t vocab = c.vocab_size;
   auto get = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const TensorView& t = weights.get(name, shape);
-    // FP8 weights run with their per-channel scales, which only a declared FP8 checkpoint's loading keeps.
-    const bool unscaled_fp8 = t.dtype == DType::F8_E4M3 &&
-                              weights.find(name.substr(0, name.size() - std::strlen(".weight")) + ".weight_scale") == nullptr;
+    // FP8 weights run with their per-channel scales, which only a declared FP8 checkpoint's loading keeps,
+    // and only for the decoder layers' linear layers (the model scales those products alone).
+    const bool unscaled_fp8 =
+        t.dtype == DType::F8_E4M3 &&
+        (shape.size() != 2 || name.rfind("model.layers.", 0) != 0 ||
+         weights.find(name.substr(0, name.size() - std::strlen(".weight")) + ".weight_scale") == nullptr);
     if (!is_matmul_dtype(t.dtype) || unscaled_fp8 || (shape.size() == 1 && !is_compute_dtype(t.dtype))) {
       fail("{}: tensor {} has dtype {}; model weights must be BF16, F16 or F32 (or a quantization the "
            "config's quantization_config declares)",
@@ -87,7 +90,7 @@ nlohmann::json read_tokenizer_config(const std::filesystem::path& model_path) {
   return read_json_or_empty(model_path / "tokenizer_config.json");
 }
 
-ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
+ModelFolder ModelFolder::open(const std::filesystem::path& dir, QuantizedForm form) {
   if (is_gguf_file(dir)) return open_gguf_model(dir);
   if (!std::filesystem::exists(dir)) fail("model folder {} does not exist", dir.string());
   if (!std::filesystem::is_directory(dir)) {
@@ -106,7 +109,7 @@ ModelFolder ModelFolder::open(const std::filesystem::path& dir) {
   folder.config = LlamaConfig::from_file(config_path);
   folder.generation = GenerationConfig::from_file_or_empty(dir / "generation_config.json");
   folder.weights = TensorStore::open_folder(dir);
-  folder.fp8_activation_modules = dequantize_checkpoint(folder.weights, folder.config, /*show_progress=*/true);
+  folder.fp8_activation_modules = dequantize_checkpoint(folder.weights, folder.config, /*show_progress=*/true, form);
   folder.check_tensors();
   return folder;
 }

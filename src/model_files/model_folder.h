@@ -17,11 +17,16 @@ namespace llama31 {
 
 class GgufFile;
 
+// How a quantized checkpoint's layers are held once loaded: Runtime, in the forms the kernels run (int4 as
+// Q4_0 plus offsets, see quantized_weights.h); Dense, as plain f16/bf16 matrices (what convert and quantize
+// read and rewrite).
+enum class QuantizedForm { Runtime, Dense };
+
 struct ModelFolder {
   std::filesystem::path dir;  // the folder, or the .gguf file
   LlamaConfig config;
   GenerationConfig generation;
-  TensorStore weights;  // quantized layers (AWQ, GPTQ, FP8) already dequantized to dense weights
+  TensorStore weights;  // quantized layers (AWQ, GPTQ, FP8) already in the QuantizedForm asked for
   // Linear layers (names without ".weight") whose inputs are quantized per token to FP8 (fbgemm_fp8).
   std::set<std::string> fp8_activation_modules;
   std::filesystem::path tokenizer_json;         // dir/tokenizer.json (must exist)
@@ -39,7 +44,7 @@ struct ModelFolder {
   // architecture needs is present with the right shape and a supported dtype. A quantized checkpoint
   // (config.json quantization_config) has its quantized layers dequantized, with progress on stderr.
   // A path to a GGUF file opens that instead (see gguf_model.h).
-  static ModelFolder open(const std::filesystem::path& dir);
+  static ModelFolder open(const std::filesystem::path& dir, QuantizedForm form = QuantizedForm::Runtime);
   // Checks that every tensor the Llama architecture needs is present with the right shape and dtype.
   void check_tensors() const;
 };

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 
 #include "engine/generator.h"
 #include "engine/llama_model.h"
+#include "model_files/quantized_weights.h"
 #include "model_files/test_model.h"
 #include "support/quantized_layouts.h"
 #include "support/temp_dir.h"
@@ -123,30 +126,74 @@ std::vector<float> logits_of(const ModelFolder& folder) {
   return logits;
 }
 
+std::vector<float> logits_token_by_token(const ModelFolder& folder) {
+  LlamaModel model(folder);
+  KvCache cache(model.config(), 32);
+  std::vector<float> all, step;
+  for (const TokenId t : {1, 17, 256, 999, 3, 42, 7, 511, 12}) {
+    model.forward(std::span<const TokenId>(&t, 1), cache, Logits::Last, step);
+    all.insert(all.end(), step.begin(), step.end());
+  }
+  return all;
+}
+
+double relative_rms(const std::vector<float>& a, const std::vector<float>& reference) {
+  double diff = 0, norm = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    diff += (a[k] - reference[k]) * (a[k] - reference[k]);
+    norm += reference[k] * reference[k];
+  }
+  return std::sqrt(diff / norm);
+}
+
+// Opened to run, the int4 layers are Q4_0 rows plus their zero points' offsets (act-order: with the input
+// order beside them): half a byte a weight plus a scale per 32, and logits within the int8 rounding of
+// the activations (as llama.cpp's Q4_0 kernels round them) of the dense weights', on the prefill and the
+// decode kernels.
+void expect_int4_runs_as_q4_0_close_to_dense(const FolderPair& pair, bool act_order) {
+  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder dense = ModelFolder::open(pair.dense);
+  const std::string module = "model.layers.1.mlp.down_proj";
+  EXPECT_EQ(quantized.weights.get(module + ".weight").dtype, DType::Q4_0);
+  EXPECT_NE(quantized.weights.find(module + ".weight_group_offsets"), nullptr);
+  EXPECT_EQ(quantized.weights.find(module + ".weight_input_order") != nullptr, act_order);
+  const size_t q4_bytes = LlamaModel(quantized).bytes_read_per_token();
+  EXPECT_LT(static_cast<double>(q4_bytes), 0.8 * static_cast<double>(LlamaModel(dense).bytes_read_per_token()));
+  const std::vector<float> reference = logits_of(dense);
+  const std::vector<float> prefill = logits_of(quantized), decode = logits_token_by_token(quantized);
+  ASSERT_EQ(prefill.size(), reference.size());
+  ASSERT_EQ(decode.size(), reference.size());
+  EXPECT_GT(relative_rms(prefill, reference), 0.0);
+  EXPECT_LT(relative_rms(prefill, reference), 0.01);  // 0.3% when written
+  EXPECT_LT(relative_rms(decode, reference), 0.01);
+}
+
 TEST(QuantizedCheckpoint, AwqRunsExactlyAsItsDenseWeights) {
   FolderPair pair;
   write_pair(pair, "awq");
-  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder quantized = ModelFolder::open(pair.quantized, QuantizedForm::Dense);
   const ModelFolder dense = ModelFolder::open(pair.dense);
   EXPECT_EQ(quantized.weights.get("model.layers.1.mlp.down_proj.weight").dtype, DType::F16);
   EXPECT_TRUE(quantized.fp8_activation_modules.empty());
   EXPECT_EQ(logits_of(quantized), logits_of(dense));
+  expect_int4_runs_as_q4_0_close_to_dense(pair, /*act_order=*/false);
 }
 
 TEST(QuantizedCheckpoint, GptqWithActOrderRunsExactlyAsItsDenseWeights) {
   FolderPair pair;
   write_pair(pair, "gptq");
-  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder quantized = ModelFolder::open(pair.quantized, QuantizedForm::Dense);
   EXPECT_TRUE(quantized.config.quantization && quantized.config.quantization->desc_act);
   EXPECT_EQ(logits_of(quantized), logits_of(ModelFolder::open(pair.dense)));
+  expect_int4_runs_as_q4_0_close_to_dense(pair, /*act_order=*/true);
 }
 
 TEST(QuantizedCheckpoint, Fp8DequantizesItsWeightsAndQuantizesActivationsPerToken) {
   FolderPair pair;
   write_pair(pair, "fp8");
-  const ModelFolder quantized = ModelFolder::open(pair.quantized);
+  const ModelFolder quantized = ModelFolder::open(pair.quantized, QuantizedForm::Dense);
   const ModelFolder dense = ModelFolder::open(pair.dense);
-  // The FP8 layers hold exactly the dense weights; attention and layer 1's down_proj stayed bf16.
+  // Dense, the FP8 layers hold exactly the dense weights; attention and layer 1's down_proj stayed bf16.
   const std::set<std::string> expected = {"model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj",
                                           "model.layers.0.mlp.down_proj", "model.layers.1.mlp.gate_proj",
                                           "model.layers.1.mlp.up_proj"};
@@ -167,6 +214,71 @@ TEST(QuantizedCheckpoint, Fp8DequantizesItsWeightsAndQuantizesActivationsPerToke
   }
   EXPECT_GT(max_diff, 0.0);
   EXPECT_LT(max_diff, 0.1 * max_abs) << "max |logit| " << max_abs;
+}
+
+// The float weights an FP8 folder opened to run stands for: each e4m3 layer as F32 e4m3 * scale (exact in
+// fp32), its scale tensor gone; the activations are still quantized per token as the FP8 run does.
+ModelFolder fp8_as_float_weights(const std::filesystem::path& dir) {
+  ModelFolder folder = ModelFolder::open(dir);
+  for (const std::string& module : folder.fp8_activation_modules) {
+    const TensorView& weight = folder.weights.get(module + ".weight");
+    const std::vector<float> scale = folder.weights.get(module + ".weight_scale").values();
+    std::vector<float> values = weight.values();
+    const size_t in = static_cast<size_t>(weight.shape[1]);
+    for (size_t k = 0; k < values.size(); ++k) values[k] *= scale[k / in];
+    std::vector<std::byte> bytes(values.size() * sizeof(float));
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    folder.weights.add_owned(weight.name, DType::F32, weight.shape, std::move(bytes));
+    folder.weights.remove(module + ".weight_scale");
+  }
+  return folder;
+}
+
+TEST(QuantizedCheckpoint, Fp8RunsOnItsE4m3BytesAsTheFloatWeightsTheyStandFor) {
+  FolderPair pair;
+  write_pair(pair, "fp8");
+  const ModelFolder fp8 = ModelFolder::open(pair.quantized);
+  const ModelFolder reference = fp8_as_float_weights(pair.quantized);
+  const ModelFolder widened = ModelFolder::open(pair.quantized, QuantizedForm::Dense);
+  // One byte a weight as stored, with an f32 scale per output channel; the unquantized layers as they were.
+  size_t saved = 0;
+  for (const std::string& module : fp8.fp8_activation_modules) {
+    const TensorView& weight = fp8.weights.get(module + ".weight");
+    EXPECT_EQ(weight.dtype, DType::F8_E4M3) << module;
+    const TensorView& scale = fp8.weights.get(module + ".weight_scale");
+    EXPECT_EQ(scale.dtype, DType::F32);
+    EXPECT_EQ(scale.shape, std::vector<int64_t>{weight.shape[0]});
+    saved += static_cast<size_t>(weight.numel()) - scale.nbytes;  // bf16's 2 bytes a weight against 1 + scales
+  }
+  EXPECT_EQ(fp8.weights.get("model.layers.1.mlp.down_proj.weight").dtype, DType::BF16);
+  EXPECT_EQ(LlamaModel(fp8).bytes_read_per_token() + saved, LlamaModel(widened).bytes_read_per_token());
+  // The same numbers but for the order of the fp32 sums (and, rarely, an activation rounded to the
+  // neighbouring e4m3 value after that), on the prefill and the decode kernels.
+  const std::vector<float> expected = logits_of(reference);
+  const std::vector<float> prefill = logits_of(fp8), decode = logits_token_by_token(fp8);
+  ASSERT_EQ(prefill.size(), expected.size());
+  ASSERT_EQ(decode.size(), expected.size());
+  EXPECT_LT(relative_rms(prefill, expected), 1e-4);
+  EXPECT_LT(relative_rms(decode, expected), 1e-4);
+  EXPECT_EQ(logits_token_by_token(reference).size(), expected.size());
+}
+
+TEST(QuantizedCheckpoint, Fp8HeldAsE4m3ReStoresAsQ8_0OfTheScaledWeights) {
+  FolderPair pair;
+  write_pair(pair, "fp8");
+  ModelFolder fp8 = ModelFolder::open(pair.quantized);
+  ModelFolder reference = fp8_as_float_weights(pair.quantized);
+  quantize_weights_in_memory(fp8.weights, fp8.config, DType::Q8_0, /*show_progress=*/false);
+  quantize_weights_in_memory(reference.weights, reference.config, DType::Q8_0, /*show_progress=*/false);
+  for (const std::string& module : fp8.fp8_activation_modules) {
+    const TensorView& a = fp8.weights.get(module + ".weight");
+    const TensorView& b = reference.weights.get(module + ".weight");
+    EXPECT_EQ(a.dtype, DType::Q8_0);
+    ASSERT_EQ(a.nbytes, b.nbytes);
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << module;
+    EXPECT_EQ(fp8.weights.find(module + ".weight_scale"), nullptr) << module;  // applied, so gone
+  }
+  EXPECT_EQ(logits_of(fp8), logits_of(reference));
 }
 
 TEST(Q8_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnHalfTheBytes) {

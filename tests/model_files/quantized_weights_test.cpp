@@ -84,6 +84,65 @@ TEST(GptqLayout, DequantizesEveryElementWithAndWithoutActOrder) {
   }
 }
 
+// What the Q4_0 form of an int4 layer stands for, [out][in] in the layer's own input order: each row's
+// Q4_0 values plus the offset of the value's group, the row's position j holding input input_order[j].
+std::vector<float> values_of(const Int4AsQ4_0& q4, int out, int in) {
+  const int groups = in / q4.group_size;
+  EXPECT_EQ(q4.offsets.size(), static_cast<size_t>(out) * groups);
+  std::vector<float> row(static_cast<size_t>(in)), result(static_cast<size_t>(out) * in);
+  for (int o = 0; o < out; ++o) {
+    convert_to_f32(DType::Q4_0, q4.rows.data() + static_cast<size_t>(o) * row_bytes(DType::Q4_0, in), row.data(),
+                   row.size());
+    for (int j = 0; j < in; ++j) {
+      const int input = q4.input_order.empty() ? j : q4.input_order[static_cast<size_t>(j)];
+      result[static_cast<size_t>(o) * in + input] =
+          row[static_cast<size_t>(j)] + q4.offsets[static_cast<size_t>(o) * groups + j / q4.group_size];
+    }
+  }
+  return result;
+}
+
+// The Q4_0 form rounds nothing: (q - 8) * s + (8 - z) * s is (q - z) * s exactly, the checkpoint's f16
+// value before its one rounding to f16.
+void expect_q4_0_form_holds(const Int4Layer& layer, const std::vector<float>& dense, bool permuted) {
+  const std::optional<Int4AsQ4_0> q4 = int4_as_q4_0(layer);
+  ASSERT_TRUE(q4.has_value());
+  EXPECT_EQ(!q4->input_order.empty(), permuted);
+  const std::vector<float> values = values_of(*q4, static_cast<int>(layer.out), static_cast<int>(layer.in));
+  ASSERT_EQ(values.size(), dense.size());
+  for (size_t k = 0; k < values.size(); ++k) {
+    ASSERT_EQ(f16_to_f32(f32_to_f16(values[k])), dense[k]) << "output " << k / layer.in << " input " << k % layer.in;
+    ASSERT_LE(std::fabs(values[k] - dense[k]), std::ldexp(std::fabs(dense[k]), -11));
+  }
+}
+
+TEST(Int4AsQ4_0, AwqAndGptqLayersHoldEveryValueWithoutRounding) {
+  std::mt19937 rng(17);
+  const int out = 40, in = 256;
+  {
+    const auto awq = testing::random_awq_linear("m", out, in, 128, rng);
+    SCOPED_TRACE("awq");
+    expect_q4_0_form_holds(unpack_awq(view_of(awq.tensors[0]), view_of(awq.tensors[1]), view_of(awq.tensors[2]), 128),
+                           awq.dense, false);
+  }
+  for (const bool act_order : {false, true}) {
+    SCOPED_TRACE(::testing::Message() << "gptq act_order " << act_order);
+    const auto gptq = testing::random_gptq_linear("m", out, in, 64, act_order, true, rng);
+    const TensorView g_idx = view_of(gptq.tensors[3]);
+    expect_q4_0_form_holds(
+        unpack_gptq(view_of(gptq.tensors[0]), view_of(gptq.tensors[1]), view_of(gptq.tensors[2]), &g_idx, 64),
+        gptq.dense, act_order);
+  }
+}
+
+TEST(Int4AsQ4_0, GroupsSmallerThanABlockStayDense) {
+  std::mt19937 rng(19);
+  const auto gptq = testing::random_gptq_linear("m", 16, 64, 16, false, false, rng);
+  const Int4Layer layer =
+      unpack_gptq(view_of(gptq.tensors[0]), view_of(gptq.tensors[1]), view_of(gptq.tensors[2]), nullptr, 16);
+  EXPECT_FALSE(int4_as_q4_0(layer).has_value());
+}
+
 TEST(Fp8Layout, DequantizesEveryElementWithF32AndBf16Scales) {
   std::mt19937 rng(13);
   for (const DType scale_dtype : {DType::F32, DType::BF16}) {
