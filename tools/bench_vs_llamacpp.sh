@@ -7,8 +7,11 @@
 # -q q8_0|q4_0|q4_k_m runs both engines on the same GGUF file, written by `llama31 convert --type` with
 # llama-quantize's per-tensor types and rounding (llama31 runs Q8_0 and Q4_0 tensors as they are and
 # re-stores the K types as Q8_0); bf16 runs llama31 on the folder and llama.cpp on its bf16 GGUF.
+# -q int4-g128|fp8 runs llama31 on the folder `llama31 quantize --type` writes in the published layout
+# (AWQ INT4, Meta's FP8) and llama.cpp on the GGUF type of the same width (q4_0, q8_0): it has neither.
 #
-# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-q bf16|q8_0|q4_0|q4_k_m] [-b LLAMA31_BINARY] [-w WORKDIR]
+# usage: tools/bench_vs_llamacpp.sh [-t THREADS] [-r REPETITIONS] [-q bf16|q8_0|q4_0|q4_k_m|int4-g128|fp8]
+#                                   [-b LLAMA31_BINARY] [-w WORKDIR]
 # needs: a built llama31 (default build/release/llama31), `npm ci` in tools/peer, node, g++ with OpenMP.
 set -euo pipefail
 
@@ -25,12 +28,16 @@ while getopts "t:r:q:b:w:h" opt; do
     r) repetitions="${OPTARG}" ;;
     b) binary="${OPTARG}" ;;
     w) work="${OPTARG}" ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
   esac
 done
 
 die() { echo "bench_vs_llamacpp: $*" >&2; exit 1; }
-[[ "${quant}" =~ ^(bf16|q8_0|q4_0|q4_k_m)$ ]] || die "-q ${quant}: expected bf16, q8_0, q4_0 or q4_k_m"
+[[ "${quant}" =~ ^(bf16|q8_0|q4_0|q4_k_m|int4-g128|fp8)$ ]] ||
+  die "-q ${quant}: expected bf16, q8_0, q4_0, q4_k_m, int4-g128 or fp8"
+peer_type="${quant}"  # the GGUF type llama.cpp runs
+[[ "${quant}" == int4-g128 ]] && peer_type=q4_0
+[[ "${quant}" == fp8 ]] && peer_type=q8_0
 [[ -x "${binary}" ]] || die "no llama31 binary at ${binary} (build it, or pass -b)"
 [[ -f "${root}/tools/peer/node_modules/node-llama-cpp/package.json" ]] ||
   die "tools/peer/node_modules is missing: run 'npm ci' in tools/peer"
@@ -42,7 +49,7 @@ fi
 mkdir -p "${work}"
 
 model="${work}/llama-3.2-1b-shape"
-gguf="${work}/llama-3.2-1b-shape-${quant}.gguf"
+gguf="${work}/llama-3.2-1b-shape-${peer_type}.gguf"
 shape_flags=(--layers 16 --hidden 2048 --heads 32 --kv-heads 8 --intermediate 8192 --tied --dtype bf16)
 if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is reused
   help="$("${binary}" make-test-model --help)"
@@ -54,10 +61,16 @@ if [[ ! -f "${model}/config.json" ]]; then  # a -w folder from an earlier run is
   echo "== writing the 1B-shaped model (${shape_flags[*]})" >&2
   "${binary}" make-test-model "${shape_flags[@]}" "${model}" >&2
 fi
-echo "== converting to GGUF ${quant}" >&2
-[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" -o "${gguf}" --type "${quant}" > /dev/null 2> "${work}/convert.log"
+echo "== converting to GGUF ${peer_type}" >&2
+[[ -f "${gguf}" ]] || "${binary}" convert -m "${model}" -o "${gguf}" --type "${peer_type}" > /dev/null 2> "${work}/convert.log"
 ours_model="${gguf}"
 [[ "${quant}" == bf16 ]] && ours_model="${model}"
+if [[ "${quant}" == int4-g128 || "${quant}" == fp8 ]]; then
+  ours_model="${work}/llama-3.2-1b-shape-${quant}"
+  echo "== quantizing to ${quant}" >&2
+  [[ -f "${ours_model}/config.json" ]] ||
+    "${binary}" quantize -m "${model}" -o "${ours_model}" --type "${quant}" > /dev/null 2> "${work}/quantize.log"
+fi
 
 echo "== llama31 bench (${threads} threads)" >&2
 ours="$("${binary}" bench -m "${ours_model}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
@@ -71,7 +84,8 @@ bandwidth="$("${work}/bandwidth_probe" "${threads}" 1024)"
 # llama.cpp reads its GGUF file's tensors per token (the model is tied: the embedding is the head); the
 # file's size stands for them (its metadata is ~5 MB). llama31's own figure is what it holds in memory.
 gguf_bytes="$(stat -c %s "${gguf}")"
-OURS="${ours}" THEIRS="${theirs}" BANDWIDTH="${bandwidth}" THREADS="${threads}" QUANT="${quant}" GGUF_BYTES="${gguf_bytes}" node -e '
+OURS="${ours}" THEIRS="${theirs}" BANDWIDTH="${bandwidth}" THREADS="${threads}" QUANT="${quant}" PEER_TYPE="${peer_type}" \
+  GGUF_BYTES="${gguf_bytes}" node -e '
 const ours = JSON.parse(process.env.OURS), theirs = JSON.parse(process.env.THEIRS);
 const bw = JSON.parse(process.env.BANDWIDTH);
 // Decode reads every matrix once per token (the output head included, the embedding table not).
@@ -86,7 +100,8 @@ console.log("");
 console.log("| engine | pp512 tokens/s | tg128 tokens/s | decode / bandwidth limit |");
 console.log("|---|---|---|---|");
 console.log(`| llama31 (${ours.isa}) | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${pct(ours.decode_tokens_per_s, weightBytes)} |`);
-console.log(`| llama.cpp ${theirs.llama_cpp_release ?? ""} (node-llama-cpp 3.21.1, CPU) | ${f(theirs.prefill_tokens_per_s)} | ` +
+const peerType = process.env.PEER_TYPE === process.env.QUANT ? "" : `, ${process.env.PEER_TYPE} GGUF`;
+console.log(`| llama.cpp ${theirs.llama_cpp_release ?? ""} (node-llama-cpp 3.21.1, CPU${peerType}) | ${f(theirs.prefill_tokens_per_s)} | ` +
             `${f(theirs.decode_tokens_per_s)} | ${pct(theirs.decode_tokens_per_s, theirBytes)} |`);
 console.log(`| llama31 / llama.cpp | ${f(ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s)}x | ` +
             `${f(ours.decode_tokens_per_s / theirs.decode_tokens_per_s)}x | |`);'
