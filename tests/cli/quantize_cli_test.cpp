@@ -9,6 +9,7 @@
 #include "engine/llama_model.h"
 #include "model_files/test_model.h"
 #include "support/cli_runner.h"
+#include "support/numeric.h"
 #include "support/temp_dir.h"
 
 namespace llama31 {
@@ -43,12 +44,7 @@ class QuantizeCli : public ::testing::Test {
       return logits;
     };
     const std::vector<float> a = run(path("model")), b = run(quantized);
-    double diff = 0, norm = 0;
-    for (size_t k = 0; k < a.size(); ++k) {
-      diff += (a[k] - b[k]) * (a[k] - b[k]);
-      norm += a[k] * a[k];
-    }
-    return std::sqrt(diff / norm);
+    return testing::relative_rms(b, a);
   }
   static inline testing::TempDir* dir_ = nullptr;
 };
@@ -107,6 +103,15 @@ TEST_F(QuantizeCli, Fp8WritesMetasLayoutAndRunsCloseToTheOriginal) {
   EXPECT_EQ(file.tensors().at("model.layers.1.mlp.up_proj.weight_scale").shape, (std::vector<int64_t>{384, 1}));
   EXPECT_EQ(file.tensors().at("model.layers.1.self_attn.q_proj.weight").dtype, DType::BF16);
   EXPECT_LT(logits_error(path("fp8")), 0.1);
+  // Run as stored: the e4m3 bytes and their f32 scales, which are no parameters of their own.
+  const auto info = run_cli({"info", "-m", path("fp8")});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("run as e4m3 with a scale per output channel"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("(tensors agree)"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("weight bytes:          F8_E4M3"), std::string::npos) << info.out;
+  // Written to GGUF (read widened, e4m3 * scale), it converts as a dense folder does.
+  const auto gguf = run_cli({"convert", "-m", path("fp8"), "-o", path("fp8.gguf"), "--type", "q8_0"});
+  EXPECT_EQ(gguf.exit_code, 0) << gguf.err;
 }
 
 TEST_F(QuantizeCli, CompareReportsKlAndTopTokenAgreementAgainstTheReference) {

@@ -14,10 +14,13 @@
 #include "engine/llama_model.h"
 #include "model_files/safetensors.h"
 #include "model_files/test_model.h"
+#include "support/numeric.h"
 #include "support/temp_dir.h"
 
 namespace llama31 {
 namespace {
+
+using testing::relative_rms;
 
 // fp32 weights (Q4_0 values are exact in them), rows of 2 blocks (hidden) and of 32 (down_proj: the decode
 // kernel's whole groups of 16), the head tied to the embedding to keep the files small.
@@ -44,15 +47,6 @@ std::vector<float> logits(const LoadedModel& m, bool one_at_a_time) {
     all.insert(all.end(), step.begin(), step.end());
   }
   return all;
-}
-
-double relative_rms(const std::vector<float>& a, const std::vector<float>& reference) {
-  double diff = 0, norm = 0;
-  for (size_t k = 0; k < a.size(); ++k) {
-    diff += (a[k] - reference[k]) * (a[k] - reference[k]);
-    norm += reference[k] * reference[k];
-  }
-  return std::sqrt(diff / norm);
 }
 
 // Copies the F32 folder `from` into `to` with every 2-D tensor replaced by the values of its Q4_0 rows.
