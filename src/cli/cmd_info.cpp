@@ -1,6 +1,7 @@
 // llama31 info: what a model folder holds (architecture, sizes, rope scaling, parameters, bytes).
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -132,7 +133,8 @@ void print_text(const ModelFolder& folder, long long tensor_parameters,
                                  ? std::string()
                                  : fmt::format(", {} modules kept unquantized", q.modules_to_not_convert.size());
     line("quantization:", q.method == QuantMethod::FbgemmFp8
-                              ? fmt::format("fbgemm_fp8 (e4m3 weights, per-token activations up to {}{}; run as bf16)",
+                              ? fmt::format("fbgemm_fp8 (e4m3 weights, per-token activations up to {}{}; run as e4m3 "
+                                            "with a scale per output channel)",
                                             q.activation_scale_ub, kept)
                               : fmt::format("{} ({}-bit, group {}{}{}; run as f16)", quant_method_name(q.method), q.bits,
                                             q.group_size, q.method == QuantMethod::Gptq && q.desc_act ? ", act-order" : "",
@@ -159,7 +161,10 @@ void run_info(const InfoOptions& options) {
   std::map<std::string, long long> bytes_by_dtype;
   for (const std::string& name : folder.weights.names()) {
     const TensorView& view = folder.weights.get(name);
-    tensor_parameters += view.numel();
+    // An FP8 layer's per-channel scales are part of its weight, not parameters of their own.
+    const bool fp8_scale = name.ends_with(".weight_scale") &&
+                           folder.fp8_activation_modules.count(name.substr(0, name.size() - std::strlen(".weight_scale"))) != 0;
+    if (!fp8_scale) tensor_parameters += view.numel();
     bytes_by_dtype[std::string(dtype_name(view.dtype))] += static_cast<long long>(view.nbytes);
   }
   if (options.json) {
