@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "model_files/gguf_reader.h"
 #include "model_files/model_folder.h"
+#include "model_files/quantized_weights.h"
 
 namespace llama31::cli {
 
@@ -87,6 +88,12 @@ nlohmann::json info_json(const ModelFolder& folder, long long tensor_parameters,
   return j;
 }
 
+// Whether the int4 layers were loaded as Q4_0 rows with offsets (int4_as_q4_0), not as dense f16.
+bool runs_as_q4_0(const ModelFolder& folder) {
+  const std::vector<std::string> names = folder.weights.names();
+  return std::any_of(names.begin(), names.end(), [](const std::string& name) { return name.ends_with(kInt4OffsetsSuffix); });
+}
+
 void print_text(const ModelFolder& folder, long long tensor_parameters,
                 const std::map<std::string, long long>& bytes_by_dtype) {
   const LlamaConfig& c = folder.config;
@@ -136,9 +143,9 @@ void print_text(const ModelFolder& folder, long long tensor_parameters,
                               ? fmt::format("fbgemm_fp8 (e4m3 weights, per-token activations up to {}{}; run as e4m3 "
                                             "with a scale per output channel)",
                                             q.activation_scale_ub, kept)
-                              : fmt::format("{} ({}-bit, group {}{}{}; run as f16)", quant_method_name(q.method), q.bits,
+                              : fmt::format("{} ({}-bit, group {}{}{}; run as {})", quant_method_name(q.method), q.bits,
                                             q.group_size, q.method == QuantMethod::Gptq && q.desc_act ? ", act-order" : "",
-                                            kept));
+                                            kept, runs_as_q4_0(folder) ? "Q4_0 plus zero-point offsets" : "f16"));
   }
   if (folder.gguf) {
     std::string list;
@@ -161,10 +168,12 @@ void run_info(const InfoOptions& options) {
   std::map<std::string, long long> bytes_by_dtype;
   for (const std::string& name : folder.weights.names()) {
     const TensorView& view = folder.weights.get(name);
-    // An FP8 layer's per-channel scales are part of its weight, not parameters of their own.
-    const bool fp8_scale = name.ends_with(".weight_scale") &&
-                           folder.fp8_activation_modules.count(name.substr(0, name.size() - std::strlen(".weight_scale"))) != 0;
-    if (!fp8_scale) tensor_parameters += view.numel();
+    // An FP8 layer's per-channel scales and an int4 layer's offsets and input order are part of its weight,
+    // not parameters of their own.
+    const bool fp8_scale = name.ends_with(kFp8ScaleSuffix) &&
+                           folder.fp8_activation_modules.count(name.substr(0, name.size() - std::strlen(kFp8ScaleSuffix))) != 0;
+    const bool int4_side = name.ends_with(kInt4OffsetsSuffix) || name.ends_with(kInt4InputOrderSuffix);
+    if (!fp8_scale && !int4_side) tensor_parameters += view.numel();
     bytes_by_dtype[std::string(dtype_name(view.dtype))] += static_cast<long long>(view.nbytes);
   }
   if (options.json) {

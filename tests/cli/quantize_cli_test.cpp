@@ -68,7 +68,10 @@ TEST_F(QuantizeCli, Int4G128WritesTheAwqLayoutAndRunsCloseToTheOriginal) {
   const auto g = run_cli({"generate", "-m", path("int4"), "-p", "Hello", "-n", "4", "--temp", "0"});
   EXPECT_EQ(g.exit_code, 0) << g.err;
   const auto info = run_cli({"info", "-m", path("int4")});
-  EXPECT_NE(info.out.find("quantization:          awq (4-bit, group 128"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("quantization:          awq (4-bit, group 128; run as Q4_0 plus zero-point offsets)"),
+            std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("(tensors agree)"), std::string::npos) << info.out;  // offsets are no parameters
+  EXPECT_NE(info.out.find("weight bytes:          Q4_0"), std::string::npos) << info.out;
 }
 
 TEST_F(QuantizeCli, CalibrationTextScalesBeforeRoundingAndTheFolderStillLoads) {
