@@ -13,13 +13,13 @@ Int4Extras find_int4_extras(const TensorStore& store, const std::string& module)
   const TensorView* offsets = store.find(module + kInt4OffsetsSuffix);
   if (offsets == nullptr) return extras;
   const TensorView& weight = store.get(module + ".weight");
-  if (offsets->dtype != DType::F32 || offsets->shape.size() != 2 || offsets->shape[0] != weight.shape.at(0) ||
-      offsets->shape[1] <= 0 || weight.shape.at(1) % offsets->shape[1] != 0) {
-    fail("tensor {} has dtype {} and shape {}; expected F32 [{}, groups dividing {}]", offsets->name,
-         dtype_name(offsets->dtype), offsets->shape_string(), weight.shape.at(0), weight.shape.at(1));
+  if (offsets->dtype != DType::F32 || offsets->shape.size() != 2 || offsets->shape[1] != weight.shape.at(0) ||
+      offsets->shape[0] <= 0 || weight.shape.at(1) % offsets->shape[0] != 0) {
+    fail("tensor {} has dtype {} and shape {}; expected F32 [groups dividing {}, {}]", offsets->name,
+         dtype_name(offsets->dtype), offsets->shape_string(), weight.shape.at(1), weight.shape.at(0));
   }
   extras.offsets = reinterpret_cast<const float*>(offsets->data);
-  extras.groups = static_cast<int>(offsets->shape[1]);
+  extras.groups = static_cast<int>(offsets->shape[0]);
   if (const TensorView* order = store.find(module + kInt4InputOrderSuffix)) {
     if (order->dtype != DType::I32) fail("tensor {} has dtype {}, expected I32", order->name, dtype_name(order->dtype));
     order->require_shape({weight.shape.at(1)});
@@ -50,19 +50,21 @@ void add_group_offsets(const float* x, int rows, int in, const Int4Extras& extra
     for (int g = 0; g < groups; ++g) {
       const float* v = x + static_cast<size_t>(r) * in + static_cast<size_t>(g) * group_size;
       float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int k = 0; k < group_size; ++k) s += v[k];
       sums[static_cast<size_t>(r) * groups + g] = s;
     }
   }
-  const bool parallel = static_cast<size_t>(rows) * out * groups >= (size_t{1} << 18);
+  // Rows on threads (each row's outputs are independent); within a row, groups in order, outputs in vectors.
+  const bool parallel = static_cast<size_t>(rows) * out * groups >= (size_t{1} << 20);
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int o = 0; o < out; ++o) {
-    const float* off = extras.offsets + static_cast<size_t>(o) * groups;
-    for (int r = 0; r < rows; ++r) {
-      const float* s = &sums[static_cast<size_t>(r) * groups];
-      float acc = 0.0f;
-      for (int g = 0; g < groups; ++g) acc += off[g] * s[g];
-      y[static_cast<size_t>(r) * out + o] += acc;
+  for (int r = 0; r < rows; ++r) {
+    float* y_row = y + static_cast<size_t>(r) * out;
+    for (int g = 0; g < groups; ++g) {
+      const float s = sums[static_cast<size_t>(r) * groups + g];
+      const float* off = extras.offsets + static_cast<size_t>(g) * out;
+#pragma omp simd
+      for (int o = 0; o < out; ++o) y_row[o] += off[o] * s;
     }
   }
 }

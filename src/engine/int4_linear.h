@@ -10,7 +10,7 @@
 namespace llama31 {
 
 struct Int4Extras {
-  const float* offsets = nullptr;       // [out][groups]: (8 - zero) * scale
+  const float* offsets = nullptr;       // [groups][out]: (8 - zero) * scale
   int groups = 0;
   const int32_t* input_order = nullptr;  // [in], or null: inputs already in group order
 };
@@ -21,8 +21,9 @@ Int4Extras find_int4_extras(const TensorStore& store, const std::string& module)
 // out[r][j] = x[r][order[j]] for rows r < rows.
 void gather_inputs(const float* x, int rows, int in, const int32_t* order, float* out);
 
-// y[r][o] += sum_g offsets[o][g] * (sum of x[r] over inputs [g * in / groups, (g + 1) * in / groups)),
-// x in group order. The sums are fp32 in input order, so a row's result does not depend on the others.
+// y[r][o] += sum_g offsets[g][o] * (sum of x[r] over inputs [g * in / groups, (g + 1) * in / groups)),
+// x in group order. Each row's sums and each output's terms are added in one fixed order (vectorized
+// across outputs), so a row's result does not depend on the other rows.
 void add_group_offsets(const float* x, int rows, int in, const Int4Extras& extras, int out, float* y);
 
 }  // namespace llama31

@@ -204,7 +204,7 @@ std::optional<Int4AsQ4_0> int4_as_q4_0(const Int4Layer& layer) {
     }
     for (int64_t g = 0; g < groups; ++g) {
       const size_t at = static_cast<size_t>(g * out + o);
-      result.offsets[static_cast<size_t>(o * groups + g)] = static_cast<float>(8 - layer.zero[at]) * layer.scale[at];
+      result.offsets[at] = static_cast<float>(8 - layer.zero[at]) * layer.scale[at];
     }
   }
   return result;
@@ -278,7 +278,7 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
         if (form == QuantizedForm::Runtime) q4 = int4_as_q4_0(int4);
         if (q4) {
           store.add_owned(weight_name, DType::Q4_0, {int4.out, int4.in}, std::move(q4->rows));
-          store.add_owned(module + kInt4OffsetsSuffix, DType::F32, {int4.out, int4.groups}, as_bytes(q4->offsets));
+          store.add_owned(module + kInt4OffsetsSuffix, DType::F32, {int4.groups, int4.out}, as_bytes(q4->offsets));
           if (!q4->input_order.empty()) {
             store.add_owned(module + kInt4InputOrderSuffix, DType::I32, {int4.in}, as_bytes(q4->input_order));
           }

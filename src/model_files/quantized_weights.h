@@ -46,13 +46,13 @@ std::vector<uint16_t> dequantize_int4(const Int4Layer& layer);
 // The same layer for the Q4_0 kernels, without rounding anything: since (q - z) * s = (q - 8) * s + (8 - z) * s,
 // the codes and f16 scales become Q4_0 rows (each block of 32 inputs takes its group's scale) and the rest is
 // an offset per output and group, added as offset x (sum of the group's inputs) after the product:
-//   y[o] = Q4_0 row o . x[input_order] + sum_g offsets[o][g] * sum(x over group g).
+//   y[o] = Q4_0 row o . x[input_order] + sum_g offsets[g][o] * sum(x over group g).
 // input_order is empty unless GPTQ's act-order scattered the groups: the inputs are then sorted by group so
 // each group is group_size consecutive inputs, and x is gathered in that order first. No value when the
 // layer cannot be held so (groups not of equal size, a size not a multiple of 32, scales that are not f16).
 struct Int4AsQ4_0 {
   std::vector<std::byte> rows;       // [out] rows of row_bytes(Q4_0, in)
-  std::vector<float> offsets;        // [out][groups]
+  std::vector<float> offsets;        // [groups][out] (as the scales: one output's run per group)
   std::vector<int32_t> input_order;  // [in] or empty
   int group_size = 0;
 };
@@ -74,7 +74,7 @@ inline constexpr const char* kFp8ScaleSuffix = ".weight_scale";
 
 // Replaces each quantized linear layer of a checkpoint by its "module.weight" (held in memory by the store),
 // showing progress. Runtime: int4 layers as Q4_0 (int4_as_q4_0) with their offsets in
-// "module.weight_group_offsets" (F32 [out, groups]) and, for act-order, "module.weight_input_order" (I32 [in]);
+// "module.weight_group_offsets" (F32 [groups, out]) and, for act-order, "module.weight_input_order" (I32 [in]);
 // layers that cannot be held so, and every layer with Dense, become f16 (what convert and quantize read).
 // Returns the modules whose activations are quantized too (FP8).
 // A layer needs either its quantized tensors or a plain weight; anything inconsistent is an Error naming

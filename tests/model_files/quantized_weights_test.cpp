@@ -96,7 +96,7 @@ std::vector<float> values_of(const Int4AsQ4_0& q4, int out, int in) {
     for (int j = 0; j < in; ++j) {
       const int input = q4.input_order.empty() ? j : q4.input_order[static_cast<size_t>(j)];
       result[static_cast<size_t>(o) * in + input] =
-          row[static_cast<size_t>(j)] + q4.offsets[static_cast<size_t>(o) * groups + j / q4.group_size];
+          row[static_cast<size_t>(j)] + q4.offsets[static_cast<size_t>(j / q4.group_size) * out + o];
     }
   }
   return result;
