@@ -18,7 +18,7 @@ void fake_quantize_fp8_rows(float* x, int rows, int width, float scale_ub) {
     for (int i = 0; i < width; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
     const float scale = std::min(max_abs, scale_ub) / 448.0f;
     if (scale == 0.0f) continue;
-    for (int i = 0; i < width; ++i) row[i] = f8e4m3_to_f32(f32_to_f8e4m3(row[i] / scale)) * scale;
+    for (int i = 0; i < width; ++i) row[i] = round_to_f8e4m3(row[i] / scale) * scale;
   }
 }
 

@@ -75,6 +75,30 @@ uint16_t f32_to_f16(float f);
 float f8e4m3_to_f32(uint8_t v);
 // Round to nearest even; magnitudes beyond 448 saturate to +-448 (callers scale into range first).
 uint8_t f32_to_f8e4m3(float f);
+// f8e4m3_to_f32(f32_to_f8e4m3(f)) without branches, so loops over activations vectorize: normals keep 3
+// mantissa bits (round to nearest even on the bits), below 2^-6 the steps are 2^-9 (rounded by adding and
+// removing 2^23), magnitudes saturate at 448, NaN stays NaN. Equal to the pair for every float (tested).
+inline float round_to_f8e4m3(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  const uint32_t sign = bits & 0x80000000u;
+  uint32_t magnitude_bits = bits & 0x7fffffffu;
+  float a;
+  std::memcpy(&a, &magnitude_bits, sizeof a);
+  a = a < 448.0f ? a : 448.0f;
+  std::memcpy(&magnitude_bits, &a, sizeof a);
+  uint32_t normal_bits = (magnitude_bits + 0x7ffffu + ((magnitude_bits >> 20) & 1u)) & 0xfff00000u;
+  float normal;
+  std::memcpy(&normal, &normal_bits, sizeof normal);
+  const float subnormal = ((a * 512.0f + 8388608.0f) - 8388608.0f) * (1.0f / 512.0f);
+  const float rounded = a < 0.015625f ? subnormal : normal;
+  uint32_t out_bits;
+  std::memcpy(&out_bits, &rounded, sizeof out_bits);
+  out_bits |= sign;
+  float out;
+  std::memcpy(&out, &out_bits, sizeof out);
+  return f != f ? f : out;
+}
 
 // Converts n stored elements of type t to float (I32 as integers; Q8_0, Q4_0: src is one row of n values).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -48,6 +49,28 @@ TEST(Fp8E4m3, EveryCodeRoundTripsAndRoundingIsToNearestEven) {
   EXPECT_EQ(f32_to_f8e4m3(1000.0f), 0x7e);  // saturates to 448
   EXPECT_EQ(f32_to_f8e4m3(-1000.0f), 0xfe);
   EXPECT_EQ(f32_to_f8e4m3(std::ldexp(1.0f, -11)), 0x00);  // below half the smallest subnormal
+}
+
+TEST(Fp8E4m3, BranchFreeRoundingEqualsTheCodeRoundTripForEveryKindOfFloat) {
+  const auto reference = [](float f) { return f8e4m3_to_f32(f32_to_f8e4m3(f)); };
+  const auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;  // -0 stays -0
+  };
+  // Every 61st bit pattern (all binades, subnormals, ties, infinities, NaN), both signs, plus every tie
+  // between two neighbouring e4m3 values and the values just around it.
+  for (uint64_t bits = 0; bits <= 0xffffffffu; bits += 61) {
+    float f;
+    const auto b = static_cast<uint32_t>(bits);
+    std::memcpy(&f, &b, sizeof f);
+    ASSERT_TRUE(same(round_to_f8e4m3(f), reference(f))) << "bits 0x" << std::hex << b << " value " << f;
+  }
+  for (int code = 0; code < 0x7e; ++code) {
+    const float lo = f8e4m3_to_f32(static_cast<uint8_t>(code)), hi = f8e4m3_to_f32(static_cast<uint8_t>(code + 1));
+    const float mid = (lo + hi) / 2;
+    for (const float f : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1000.0f), -mid, hi, -lo}) {
+      ASSERT_TRUE(same(round_to_f8e4m3(f), reference(f))) << "code " << code << " value " << f;
+    }
+  }
 }
 
 TEST(AwqLayout, DequantizesEveryElementOfAPackedLayer) {
