@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/avx2_reduce.h"
+
 namespace llama31::kernels::avx2 {
 namespace {
 
@@ -87,11 +89,8 @@ void fp8_block(const float* x, size_t x_stride, const void* w, int in, int o, fl
   for (int j = 0; j < O; ++j) {
     #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(acc[j][r]), _mm256_extractf128_ps(acc[j][r], 1));
-      const __m128 two = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-      const __m128 one = _mm_add_ss(two, _mm_shuffle_ps(two, two, 1));
       // The sum of value / 256 products, times 256: exact.
-      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = _mm_cvtss_f32(one) * 256.0f;
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = horizontal_sum(acc[j][r]) * 256.0f;
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/aligned_buffer.h"
+#include "kernels/avx2_reduce.h"
 #include "kernels/fp8_avx2.h"
 #include "kernels/isa_table.h"
 #include "kernels/q4_0_avx2.h"
@@ -86,10 +87,7 @@ void small_rows_block(const float* xp, size_t x_stride, const void* w, int in, i
   for (int j = 0; j < O; ++j) {
     #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(acc[j][r]), _mm256_extractf128_ps(acc[j][r], 1));
-      const __m128 two = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-      const __m128 one = _mm_add_ss(two, _mm_shuffle_ps(two, two, 1));
-      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = _mm_cvtss_f32(one);
+      y[static_cast<size_t>(r) * ldy + static_cast<size_t>(o + j)] = horizontal_sum(acc[j][r]);
     }
   }
 }

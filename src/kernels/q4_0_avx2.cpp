@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/avx2_reduce.h"
 #include "kernels/scalar.h"
 #include "util/dtype.h"
 
@@ -29,12 +30,6 @@ namespace {
 constexpr size_t kPairFloats = 32;
 size_t pairs_of(int in) { return (static_cast<size_t>(in) / 32 + 1) / 2; }
 size_t row_floats(int in) { return pairs_of(in) * kPairFloats + static_cast<size_t>(in) / 32; }
-
-inline float horizontal_sum(__m256 v) {
-  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
-}
 
 template <int R, int O>
 void block_rows(const float* prepared, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {

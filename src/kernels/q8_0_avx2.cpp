@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/avx2_reduce.h"
 #include "kernels/scalar.h"
 #include "util/dtype.h"
 
@@ -19,12 +20,6 @@ namespace {
 
 // Prepared x per row: in int8 values, then in / 32 float scales.
 size_t row_floats(int in) { return static_cast<size_t>(in) / 4 + static_cast<size_t>(in) / 32; }
-
-inline float horizontal_sum(__m256 v) {
-  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
-}
 
 template <int R, int O>
 void block_rows(const float* prepared, size_t x_stride, const void* w, int in, int o, float* y, size_t ldy) {
