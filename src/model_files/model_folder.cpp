@@ -39,7 +39,7 @@ void check_llama_tensors(const TensorStore& weights, const LlamaConfig& c) {
     const bool unscaled_fp8 =
         t.dtype == DType::F8_E4M3 &&
         (shape.size() != 2 || name.rfind("model.layers.", 0) != 0 ||
-         weights.find(name.substr(0, name.size() - std::strlen(".weight")) + ".weight_scale") == nullptr);
+         weights.find(name.substr(0, name.size() - std::strlen(".weight")) + kFp8ScaleSuffix) == nullptr);
     if (!is_matmul_dtype(t.dtype) || unscaled_fp8 || (shape.size() == 1 && !is_compute_dtype(t.dtype))) {
       fail("{}: tensor {} has dtype {}; model weights must be BF16, F16 or F32 (or a quantization the "
            "config's quantization_config declares)",
