@@ -16,8 +16,12 @@
 namespace llama31::kernels {
 namespace {
 
+using testing::describe;
+using testing::expect_close;
+using testing::float64_products;
 using testing::KernelSettingsGuard;
 using testing::random_floats;
+using testing::Shape;
 
 // Tolerance relative to sum |x_i w_i|: both sides sum fp32 products of the exact weight values in
 // different orders (the SIMD levels in vector lanes), as for the float weight types.
@@ -45,10 +49,6 @@ Fp8Weights random_fp8(size_t n, uint32_t seed) {
   return w;
 }
 
-struct Shape {
-  int rows, out, in;
-};
-
 std::vector<Shape> shapes() {
   std::vector<Shape> result;
   for (int rows : {1, 2, 3, 4, 5, 16, 17, 100}) {
@@ -59,48 +59,16 @@ std::vector<Shape> shapes() {
   return result;
 }
 
-std::string describe(const std::string& level, Shape s) {
-  return level + " rows=" + std::to_string(s.rows) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);
-}
-
-// float64 sums and sum |x w| of the exact products.
-void reference(const std::vector<float>& x, const Fp8Weights& w, Shape s, std::vector<double>& expected,
-               std::vector<double>& scale) {
-  expected.assign(static_cast<size_t>(s.rows) * s.out, 0.0);
-  scale.assign(expected.size(), 0.0);
-  for (int r = 0; r < s.rows; ++r) {
-    for (int o = 0; o < s.out; ++o) {
-      double sum = 0, magnitude = 0;
-      for (int i = 0; i < s.in; ++i) {
-        const double term = static_cast<double>(x[static_cast<size_t>(r) * s.in + i]) * w.values[static_cast<size_t>(o) * s.in + i];
-        sum += term;
-        magnitude += std::fabs(term);
-      }
-      expected[static_cast<size_t>(r) * s.out + o] = sum;
-      scale[static_cast<size_t>(r) * s.out + o] = magnitude;
-    }
-  }
-}
-
-void expect_close(const std::vector<float>& actual, const std::vector<double>& expected, const std::vector<double>& scale,
-                  const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t k = 0; k < actual.size(); ++k) {
-    ASSERT_LE(std::fabs(actual[k] - expected[k]), kRelative * scale[k] + 1e-6)
-        << what << " element " << k << ": " << actual[k] << " vs " << expected[k];
-  }
-}
-
 TEST(Fp8Matmul, ScalarTwinMatchesFloat64OfTheDecodedWeights) {
   uint32_t seed = 1;
   for (Shape s : shapes()) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Fp8Weights w = random_fp8(static_cast<size_t>(s.out) * s.in, seed++);
     std::vector<double> expected, scale;
-    reference(x, w, s, expected, scale);
+    float64_products(x, w.values, s, expected, scale);
     std::vector<float> y(expected.size(), NAN);
     scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::F8_E4M3, s.out, s.in, y.data());
-    expect_close(y, expected, scale, describe("scalar", s));
+    expect_close(y, expected, scale, kRelative, describe("scalar", s));
   }
 }
 
@@ -115,14 +83,14 @@ TEST(Fp8Matmul, EverySimdLevelMatchesTheScalarTwinOnBothRowPaths) {
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const Fp8Weights w = random_fp8(static_cast<size_t>(s.out) * s.in, seed++);
       std::vector<double> expected, scale;
-      reference(x, w, s, expected, scale);
+      float64_products(x, w.values, s, expected, scale);
       std::vector<float> scalar_y(expected.size(), NAN), y(expected.size(), NAN), gemm(expected.size(), NAN);
       scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::F8_E4M3, s.out, s.in, scalar_y.data());
       const std::vector<double> twin(scalar_y.begin(), scalar_y.end());
       matmul(x.data(), s.rows, w.bytes.data(), DType::F8_E4M3, s.out, s.in, y.data());
-      expect_close(y, twin, scale, describe(level, s));
+      expect_close(y, twin, scale, kRelative, describe(level, s));
       matmul_gemm(x.data(), s.rows, w.bytes.data(), DType::F8_E4M3, s.out, s.in, gemm.data());
-      expect_close(gemm, twin, scale, describe(level + " gemm", s));
+      expect_close(gemm, twin, scale, kRelative, describe(level + " gemm", s));
     }
   }
 }

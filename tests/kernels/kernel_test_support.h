@@ -1,7 +1,11 @@
-// Shared helpers of the kernel tests: random inputs, weights stored in each dtype, and a guard that
-// restores the instruction-set level and thread count a test changed.
+// Shared helpers of the kernel tests: random inputs, weights stored in each dtype, the float64 reference
+// of a matrix product and its tolerance check, and a guard that restores the instruction-set level and
+// thread count a test changed.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -58,6 +62,46 @@ inline std::vector<std::string> simd_levels() {
     if (level != "scalar") levels.push_back(level);
   }
   return levels;
+}
+
+// A product's size: x is [rows][in], W [out][in].
+struct Shape {
+  int rows, out, in;
+};
+
+inline std::string describe(const std::string& level, Shape s) {
+  return level + " rows=" + std::to_string(s.rows) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);
+}
+
+// Per output: the float64 sum of x_i * w_i over the exact operands (w_values: what the stored weights
+// decode to) and sum |x_i w_i|, the scale the rounding error of a dot product grows with.
+inline void float64_products(const std::vector<float>& x, const std::vector<float>& w_values, Shape s,
+                             std::vector<double>& expected, std::vector<double>& magnitude) {
+  expected.assign(static_cast<size_t>(s.rows) * s.out, 0.0);
+  magnitude.assign(expected.size(), 0.0);
+  for (int r = 0; r < s.rows; ++r) {
+    for (int o = 0; o < s.out; ++o) {
+      double sum = 0, total = 0;
+      for (int i = 0; i < s.in; ++i) {
+        const double term =
+            static_cast<double>(x[static_cast<size_t>(r) * s.in + i]) * w_values[static_cast<size_t>(o) * s.in + i];
+        sum += term;
+        total += std::fabs(term);
+      }
+      expected[static_cast<size_t>(r) * s.out + o] = sum;
+      magnitude[static_cast<size_t>(r) * s.out + o] = total;
+    }
+  }
+}
+
+// |actual - expected| <= relative * magnitude + 1e-6 for every element.
+inline void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
+                         const std::vector<double>& magnitude, double relative, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t k = 0; k < actual.size(); ++k) {
+    ASSERT_LE(std::fabs(actual[k] - expected[k]), relative * magnitude[k] + 1e-6)
+        << what << " element " << k << ": " << actual[k] << " vs " << expected[k];
+  }
 }
 
 class KernelSettingsGuard {

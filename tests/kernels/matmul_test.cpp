@@ -16,14 +16,12 @@
 namespace llama31::kernels {
 namespace {
 
+using testing::expect_close;
 using testing::KernelSettingsGuard;
 using testing::random_floats;
+using testing::Shape;
 using testing::store_weights;
 using testing::StoredWeights;
-
-struct Shape {
-  int rows, out, in;
-};
 
 std::vector<Shape> odd_shapes() {
   std::vector<Shape> shapes;
@@ -53,15 +51,6 @@ std::vector<double> magnitudes(const std::vector<float>& x, const StoredWeights&
 std::string describe(const std::string& level, DType type, Shape s) {
   return level + " " + std::string(dtype_name(type)) + " rows=" + std::to_string(s.rows) +
          " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);
-}
-
-void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
-                  const std::vector<double>& magnitude, double relative, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t k = 0; k < actual.size(); ++k) {
-    ASSERT_LE(std::fabs(actual[k] - expected[k]), relative * magnitude[k] + 1e-6)
-        << what << " element " << k << ": " << actual[k] << " vs " << expected[k];
-  }
 }
 
 TEST(Matmul, ScalarTwinMatchesFloat64) {

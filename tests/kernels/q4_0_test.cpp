@@ -19,8 +19,12 @@
 namespace llama31::kernels {
 namespace {
 
+using testing::describe;
+using testing::expect_close;
+using testing::float64_products;
 using testing::KernelSettingsGuard;
 using testing::random_floats;
+using testing::Shape;
 
 struct Q4Weights {
   std::vector<uint8_t> bytes;
@@ -39,10 +43,6 @@ Q4Weights store_q4_0(const std::vector<float>& source, int out, int in) {
   }
   return w;
 }
-
-struct Shape {
-  int rows, out, in;
-};
 
 std::vector<Shape> shapes() {
   std::vector<Shape> result;
@@ -69,45 +69,13 @@ std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
   return result;
 }
 
-// Per output: the float64 product of the quantized operands and sum |x_i w_i|.
-void reference(const std::vector<float>& xe, const Q4Weights& w, Shape s, std::vector<double>& expected,
-               std::vector<double>& scale) {
-  expected.assign(static_cast<size_t>(s.rows) * s.out, 0.0);
-  scale.assign(expected.size(), 0.0);
-  for (int r = 0; r < s.rows; ++r) {
-    for (int o = 0; o < s.out; ++o) {
-      double sum = 0, magnitude = 0;
-      for (int i = 0; i < s.in; ++i) {
-        const double term = static_cast<double>(xe[static_cast<size_t>(r) * s.in + i]) * w.values[static_cast<size_t>(o) * s.in + i];
-        sum += term;
-        magnitude += std::fabs(term);
-      }
-      expected[static_cast<size_t>(r) * s.out + o] = sum;
-      scale[static_cast<size_t>(r) * s.out + o] = magnitude;
-    }
-  }
-}
-
-void expect_close(const std::vector<float>& actual, const std::vector<double>& expected, const std::vector<double>& scale,
-                  double relative, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t k = 0; k < actual.size(); ++k) {
-    ASSERT_LE(std::fabs(actual[k] - expected[k]), relative * scale[k] + 1e-6)
-        << what << " element " << k << ": " << actual[k] << " vs " << expected[k];
-  }
-}
-
-std::string describe(const std::string& level, Shape s) {
-  return level + " rows=" + std::to_string(s.rows) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);
-}
-
 TEST(Q4_0, ScalarTwinMatchesFloat64OfTheQuantizedOperands) {
   uint32_t seed = 11;
   for (Shape s : shapes()) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Q4Weights w = store_q4_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
     std::vector<double> expected, scale;
-    reference(effective_x(x, s), w, s, expected, scale);
+    float64_products(effective_x(x, s), w.values, s, expected, scale);
     std::vector<float> y(expected.size(), NAN);
     scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::Q4_0, s.out, s.in, y.data());
     expect_close(y, expected, scale, 1e-5, describe("scalar", s));
@@ -125,7 +93,7 @@ TEST(Q4_0, EverySimdLevelMatchesTheScalarTwin) {
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const Q4Weights w = store_q4_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
       std::vector<double> expected, scale;
-      reference(effective_x(x, s), w, s, expected, scale);
+      float64_products(effective_x(x, s), w.values, s, expected, scale);
       std::vector<float> twin(scale.size(), NAN), y(scale.size(), NAN), gemm(scale.size(), NAN);
       scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::Q4_0, s.out, s.in, twin.data());
       const std::vector<double> twin_values(twin.begin(), twin.end());

@@ -16,8 +16,12 @@
 namespace llama31::kernels {
 namespace {
 
+using testing::describe;
+using testing::expect_close;
+using testing::float64_products;
 using testing::KernelSettingsGuard;
 using testing::random_floats;
+using testing::Shape;
 
 struct Q8Weights {
   std::vector<uint8_t> bytes;
@@ -36,10 +40,6 @@ Q8Weights store_q8_0(const std::vector<float>& source, int out, int in) {
   }
   return w;
 }
-
-struct Shape {
-  int rows, out, in;
-};
 
 std::vector<Shape> shapes() {
   std::vector<Shape> result;
@@ -63,19 +63,6 @@ std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
     }
   }
   return result;
-}
-
-void expect_close(const std::vector<float>& actual, const std::vector<double>& expected, const std::vector<double>& scale,
-                  double relative, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t k = 0; k < actual.size(); ++k) {
-    ASSERT_LE(std::fabs(actual[k] - expected[k]), relative * scale[k] + 1e-6)
-        << what << " element " << k << ": " << actual[k] << " vs " << expected[k];
-  }
-}
-
-std::string describe(const std::string& level, Shape s) {
-  return level + " rows=" + std::to_string(s.rows) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);
 }
 
 TEST(Q8_0, WeightsRoundAsLlamaCppsQuantizerAndDecode) {
@@ -127,19 +114,8 @@ TEST(Q8_0, ScalarTwinMatchesFloat64OfTheQuantizedOperands) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Q8Weights w = store_q8_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
     const std::vector<float> xe = effective_x(x, s);
-    std::vector<double> expected(static_cast<size_t>(s.rows) * s.out), scale(expected.size());
-    for (int r = 0; r < s.rows; ++r) {
-      for (int o = 0; o < s.out; ++o) {
-        double sum = 0, magnitude = 0;
-        for (int i = 0; i < s.in; ++i) {
-          const double term = static_cast<double>(xe[static_cast<size_t>(r) * s.in + i]) * w.values[static_cast<size_t>(o) * s.in + i];
-          sum += term;
-          magnitude += std::fabs(term);
-        }
-        expected[static_cast<size_t>(r) * s.out + o] = sum;
-        scale[static_cast<size_t>(r) * s.out + o] = magnitude;
-      }
-    }
+    std::vector<double> expected, scale;
+    float64_products(xe, w.values, s, expected, scale);
     std::vector<float> y(expected.size(), NAN);
     scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::Q8_0, s.out, s.in, y.data());
     expect_close(y, expected, scale, 1e-5, describe("scalar", s));
