@@ -12,6 +12,7 @@
 
 #include "engine/generator.h"
 #include "engine/llama_model.h"
+#include "logits_test_support.h"
 #include "model_files/safetensors.h"
 #include "model_files/test_model.h"
 #include "support/numeric.h"
@@ -34,19 +35,8 @@ TestModelSpec spec_for_q4() {
 
 const std::vector<TokenId> kTokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
 
-// Logits of every position: in one forward pass (the prefill kernel) or token by token (decode).
 std::vector<float> logits(const LoadedModel& m, bool one_at_a_time) {
-  KvCache cache(m.config(), 16);
-  std::vector<float> all, step;
-  if (!one_at_a_time) {
-    m.model().forward(kTokens, cache, Logits::All, all);
-    return all;
-  }
-  for (TokenId t : kTokens) {
-    m.model().forward(std::span<const TokenId>(&t, 1), cache, Logits::Last, step);
-    all.insert(all.end(), step.begin(), step.end());
-  }
-  return all;
+  return testing::logits_of_every_position(m.model(), kTokens, one_at_a_time);
 }
 
 // Copies the F32 folder `from` into `to` with every 2-D tensor replaced by the values of its Q4_0 rows.

@@ -12,14 +12,18 @@
 
 #include "engine/generator.h"
 #include "engine/llama_model.h"
+#include "logits_test_support.h"
 #include "model_files/quantized_weights.h"
 #include "model_files/test_model.h"
+#include "support/numeric.h"
 #include "support/quantized_layouts.h"
 #include "support/temp_dir.h"
 #include "util/error.h"
 
 namespace llama31 {
 namespace {
+
+using testing::relative_rms;
 
 bool is_linear(const std::string& name) {
   const std::string suffix = "_proj.weight";
@@ -117,33 +121,14 @@ void write_pair(FolderPair& pair, const std::string& method) {
   write_folder(pair.quantized, base, config, quantized);
 }
 
+const std::vector<TokenId> kTokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
+
 std::vector<float> logits_of(const ModelFolder& folder) {
-  LlamaModel model(folder);
-  KvCache cache(model.config(), 32);
-  const std::vector<TokenId> tokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
-  std::vector<float> logits;
-  model.forward(tokens, cache, Logits::All, logits);
-  return logits;
+  return testing::logits_of_every_position(LlamaModel(folder), kTokens, /*one_at_a_time=*/false);
 }
 
 std::vector<float> logits_token_by_token(const ModelFolder& folder) {
-  LlamaModel model(folder);
-  KvCache cache(model.config(), 32);
-  std::vector<float> all, step;
-  for (const TokenId t : {1, 17, 256, 999, 3, 42, 7, 511, 12}) {
-    model.forward(std::span<const TokenId>(&t, 1), cache, Logits::Last, step);
-    all.insert(all.end(), step.begin(), step.end());
-  }
-  return all;
-}
-
-double relative_rms(const std::vector<float>& a, const std::vector<float>& reference) {
-  double diff = 0, norm = 0;
-  for (size_t k = 0; k < a.size(); ++k) {
-    diff += (a[k] - reference[k]) * (a[k] - reference[k]);
-    norm += reference[k] * reference[k];
-  }
-  return std::sqrt(diff / norm);
+  return testing::logits_of_every_position(LlamaModel(folder), kTokens, /*one_at_a_time=*/true);
 }
 
 // Opened to run, the int4 layers are Q4_0 rows plus their zero points' offsets (act-order: with the input
@@ -292,31 +277,12 @@ TEST(Q8_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnHalfTheBytes) {
   // bf16 is 2 bytes a weight, Q8_0 34 bytes per 32; the norms stay fp32.
   EXPECT_LT(static_cast<double>(q8->model().bytes_read_per_token()),
             0.56 * static_cast<double>(stored->model().bytes_read_per_token()));
-  const std::vector<TokenId> tokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
-  auto logits = [&](const LoadedModel& m, bool one_at_a_time) {
-    KvCache cache(m.config(), 16);
-    std::vector<float> all, step;
-    if (!one_at_a_time) {
-      m.model().forward(tokens, cache, Logits::All, all);
-      return all;
-    }
-    for (TokenId t : tokens) {
-      m.model().forward(std::span<const TokenId>(&t, 1), cache, Logits::Last, step);
-      all.insert(all.end(), step.begin(), step.end());
-    }
-    return all;
-  };
-  const std::vector<float> reference = logits(*stored, false);
+  const std::vector<float> reference = testing::logits_of_every_position(stored->model(), kTokens, false);
   for (const bool one_at_a_time : {false, true}) {  // the prefill and the decode kernels
-    const std::vector<float> q = logits(*q8, one_at_a_time);
+    const std::vector<float> q = testing::logits_of_every_position(q8->model(), kTokens, one_at_a_time);
     ASSERT_EQ(q.size(), reference.size());
-    double diff = 0, norm = 0;
-    for (size_t k = 0; k < q.size(); ++k) {
-      diff += (q[k] - reference[k]) * (q[k] - reference[k]);
-      norm += reference[k] * reference[k];
-    }
-    EXPECT_GT(diff, 0.0);
-    EXPECT_LT(std::sqrt(diff / norm), 0.02) << (one_at_a_time ? "decode" : "prefill");
+    EXPECT_GT(relative_rms(q, reference), 0.0);
+    EXPECT_LT(relative_rms(q, reference), 0.02) << (one_at_a_time ? "decode" : "prefill");
   }
 }
 
