@@ -187,7 +187,7 @@ void run_info(const InfoOptions& options) {
 
 void add_info_command(CLI::App& app) {
   auto options = std::make_shared<InfoOptions>();
-  CLI::App* sub = app.add_subcommand("info", "Describe a model folder: sizes, rope scaling, parameters, memory");
+  CLI::App* sub = app.add_subcommand("info", "Describe a model folder or GGUF file: sizes, rope scaling, quantization, parameters, memory");
   sub->add_option("-m,--model", options->model_dir, "Hugging Face model folder (default: the built-in demo model)");
   sub->add_flag("--json", options->json, "Print machine-readable JSON");
   sub->callback([options] { run_info(*options); });

@@ -6,7 +6,7 @@
 #include "util/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"llama31: run Meta's Llama 3.1 models from Hugging Face folders"};
+  CLI::App app{"llama31: run Meta's Llama 3.1 models from Hugging Face folders and GGUF files"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "llama31 0.1.0");
   llama31::cli::add_generate_command(app);

@@ -245,7 +245,10 @@ std::set<std::string> dequantize_checkpoint(TensorStore& store, const LlamaConfi
   const QuantizationConfig& quant = *config.quantization;
   const int modules = config.num_hidden_layers * static_cast<int>(kLayerLinearModules.size());
   std::optional<Progress> progress;
-  if (show_progress) progress.emplace(fmt::format("dequantizing {}", quant_method_name(quant.method)), modules, "layers");
+  if (show_progress) {  // Runtime keeps the packed numbers (rearranged), Dense widens them
+    const char* action = form == QuantizedForm::Dense ? "dequantizing" : "unpacking";
+    progress.emplace(fmt::format("{} {}", action, quant_method_name(quant.method)), modules, "layers");
+  }
   int done = 0;
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     for (const char* suffix : kLayerLinearModules) {
