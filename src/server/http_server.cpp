@@ -107,7 +107,9 @@ void run_server(const LoadedModel& model, const ServerOptions& options, const Sc
     res.set_content(error_body(status, message), "application/json");
   });
 
-  svr.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
+  // Counted once the final status is known but before the response is written (the logger runs after
+  // it is sent, so a client's next /metrics could miss the request it had just been answered).
+  svr.set_post_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
     metrics.count_request(metrics_route(req.path), res.status);
   });
 
