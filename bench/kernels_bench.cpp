@@ -1,4 +1,5 @@
-// Kernel micro-benchmarks: matmul decode (one row of x) and prefill (512 rows) at Llama 3.2 1B shapes,
+// Kernel micro-benchmarks: matmul decode (one row of x) and prefill (512 rows) at Llama 3.2 1B shapes
+// (BF16, F16, F32, Q8_0, Q4_0 and the K-quants Q4_K and Q6_K),
 // per instruction-set level and thread count, and the machine's plain memory-read bandwidth, so decode
 // can be read as a fraction of it. Counters: bytes_per_second counts weight bytes (matmul) or buffer
 // bytes (memory read); FLOP/s counts 2 * rows * out * in per matmul.
@@ -35,6 +36,27 @@ std::vector<uint8_t> make_weights(DType type, int out, int in, uint32_t seed) {
         llama31::quantize_row_q8_0(source, static_cast<size_t>(in), dst);
       } else {
         llama31::quantize_row_q4_0(source, static_cast<size_t>(in), dst);
+      }
+    }
+    return bytes;
+  }
+  if (llama31::is_kquant_dtype(type)) {
+    // K-quant super-blocks of random bytes (levels, scales, mins) with small f16 super-block scales:
+    // the kernels' work does not depend on the values, and the reference quantizer is slow at these sizes.
+    std::vector<uint8_t> bytes(static_cast<size_t>(out) * llama31::row_bytes(type, in));
+    uint32_t state = seed * 2654435761u + 1u;
+    for (uint8_t& b : bytes) {
+      state = state * 1664525u + 1013904223u;
+      b = static_cast<uint8_t>(state >> 24);
+    }
+    const size_t block = llama31::kquant_block_bytes(type);
+    const uint16_t scale = llama31::f32_to_f16(1e-3f);
+    for (size_t at = 0; at < bytes.size(); at += block) {
+      if (type == DType::Q6_K) {
+        std::memcpy(bytes.data() + at + 208, &scale, 2);
+      } else {
+        std::memcpy(bytes.data() + at, &scale, 2);
+        std::memcpy(bytes.data() + at + 2, &scale, 2);
       }
     }
     return bytes;
@@ -137,6 +159,11 @@ bool register_benchmarks() {
         for (Shape s : decode_shapes) cases.push_back({isa, DType::Q4_0, 1, s.out, s.in, threads});
         for (Shape s : prefill_shapes) cases.push_back({isa, DType::Q4_0, 512, s.out, s.in, threads});
         for (int rows : {4, 16}) cases.push_back({isa, DType::Q4_0, rows, 8192, 2048, threads});  // batches
+        for (DType k : {DType::Q4_K, DType::Q6_K}) {
+          for (Shape s : decode_shapes) cases.push_back({isa, k, 1, s.out, s.in, threads});
+          for (Shape s : prefill_shapes) cases.push_back({isa, k, 512, s.out, s.in, threads});
+          cases.push_back({isa, k, 16, 8192, 2048, threads});  // a batch
+        }
         for (Shape s : prefill_shapes) cases.push_back({isa, DType::BF16, 512, s.out, s.in, threads});
         for (int rows : {4, 8, 16}) cases.push_back({isa, DType::BF16, rows, 8192, 2048, threads});  // batches
       } else {

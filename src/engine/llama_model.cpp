@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "model_files/quantized_weights.h"
@@ -204,8 +206,18 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   const float eps = static_cast<float>(c.rms_norm_eps);
   const auto un = static_cast<size_t>(n);
 
-  std::vector<float> x(un * hidden), xn(un * hidden), q(un * q_dim), k(un * kv_dim), v(un * kv_dim);
-  std::vector<float> attn(un * q_dim), proj(un * hidden), gate(un * inter), up(un * inter), act(un * inter);
+  // Activations live in buffers kept between calls: fresh ones cost page faults on every call (70 MB
+  // for a 512-token chunk at 1B shape, ~4% of prefill).
+  thread_local std::vector<float> buffers[10];
+  size_t next_buffer = 0;
+  auto take = [&](size_t count) {
+    std::vector<float>& buffer = buffers[next_buffer++];
+    if (buffer.size() < count) buffer.resize(count);
+    return std::span<float>(buffer.data(), count);
+  };
+  const std::span<float> x = take(un * hidden), xn = take(un * hidden), q = take(un * q_dim), k = take(un * kv_dim),
+                         v = take(un * kv_dim), attn = take(un * q_dim), proj = take(un * hidden),
+                         gate = take(un * inter), up = take(un * inter), act = take(un * inter);
   const int half = head_dim / 2;
   std::vector<float> cos_table(un * half), sin_table(un * half);
   int ctx_end = 0;
@@ -224,25 +236,24 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
     }
   };
   std::vector<float> fp8_x, int4_x;
-  auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
-    if (observer_) observer_(w, x_rows, n, in);
-    if (fp8_inputs_.count(&w) != 0) {  // FP8 layer: its input rows go through e4m3 first, per token
+  // What a layer's input goes through before its product: FP8 layers round it to e4m3 per token, GPTQ
+  // act-order layers gather it into group order.
+  auto layer_input = [&](const TensorView& w, const float* x_rows, int in) {
+    if (fp8_inputs_.count(&w) != 0) {
       fp8_x.assign(x_rows, x_rows + static_cast<size_t>(n) * in);
       fake_quantize_fp8_rows(fp8_x.data(), n, in, fp8_scale_ub_);
       x_rows = fp8_x.data();
     }
     const auto int4 = int4_extras_.find(&w);
-    if (int4 != int4_extras_.end() && int4->second.input_order != nullptr) {  // act-order: inputs by group
+    if (int4 != int4_extras_.end() && int4->second.input_order != nullptr) {
       int4_x.resize(static_cast<size_t>(n) * in);
       gather_inputs(x_rows, n, in, int4->second.input_order, int4_x.data());
       x_rows = int4_x.data();
     }
-    if (prefill_rows > 0) {
-      kernels::matmul_gemm(x_rows, prefill_rows, w.data, w.dtype, static_cast<int>(w.shape[0]),
-                           static_cast<int>(w.shape[1]), y_rows);
-    }
-    small_groups(w, x_rows, prefill_rows, n - prefill_rows, in, y_rows + static_cast<size_t>(prefill_rows) * out,
-                 out);
+    return x_rows;
+  };
+  // What follows the product: FP8 layers' per-channel scales, INT4 layers' zero-point offsets.
+  auto finish_output = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
     if (const auto fp8 = fp8_scales_.find(&w); fp8 != fp8_scales_.end()) {  // e4m3 products times each channel's scale
       const float* scale = fp8->second.data();
       for (size_t r = 0; r < static_cast<size_t>(n); ++r) {
@@ -250,7 +261,55 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
         for (int o = 0; o < out; ++o) y_row[o] *= scale[o];
       }
     }
-    if (int4 != int4_extras_.end()) add_group_offsets(x_rows, n, in, int4->second, out, y_rows);
+    if (const auto int4 = int4_extras_.find(&w); int4 != int4_extras_.end()) {
+      add_group_offsets(x_rows, n, in, int4->second, out, y_rows);
+    }
+  };
+  auto linear = [&](const TensorView& w, const float* x_rows, int in, float* y_rows, int out) {
+    if (observer_) observer_(w, x_rows, n, in);
+    x_rows = layer_input(w, x_rows, in);
+    if (prefill_rows > 0) {
+      kernels::matmul_gemm(x_rows, prefill_rows, w.data, w.dtype, static_cast<int>(w.shape[0]),
+                           static_cast<int>(w.shape[1]), y_rows);
+    }
+    small_groups(w, x_rows, prefill_rows, n - prefill_rows, in, y_rows + static_cast<size_t>(prefill_rows) * out,
+                 out);
+    finish_output(w, x_rows, in, y_rows, out);
+  };
+  // Layers of the same input (q, k and v; gate and up): one group product for their prefill rows and one
+  // per group of decode rows (x prepared once, one team of threads), when all of them prepare their
+  // input the same way.
+  struct LayerOutput {
+    const TensorView* w;
+    float* y;
+    int out;
+  };
+  auto linear_group = [&](std::initializer_list<LayerOutput> outputs, const float* x_rows, int in) {
+    const bool fp8 = fp8_inputs_.count(outputs.begin()->w) != 0;
+    bool shared_input = true;
+    for (const LayerOutput& o : outputs) {
+      const auto int4 = int4_extras_.find(o.w);
+      if ((fp8_inputs_.count(o.w) != 0) != fp8 || (int4 != int4_extras_.end() && int4->second.input_order != nullptr)) {
+        shared_input = false;
+      }
+    }
+    if (!shared_input) {
+      for (const LayerOutput& o : outputs) linear(*o.w, x_rows, in, o.y, o.out);
+      return;
+    }
+    std::vector<kernels::GemmProduct> products;
+    for (const LayerOutput& o : outputs) {
+      if (observer_) observer_(*o.w, x_rows, n, in);
+      products.push_back({o.w->data, o.w->dtype, o.out, o.y});
+    }
+    const float* input = layer_input(*outputs.begin()->w, x_rows, in);
+    if (prefill_rows > 0) kernels::matmul_gemm_group(input, prefill_rows, in, products);
+    for (int r = prefill_rows; r < n; r += group) {  // decode rows, as small_groups takes them
+      std::vector<kernels::GemmProduct> rows_products = products;
+      for (kernels::GemmProduct& p : rows_products) p.y += static_cast<size_t>(r) * p.out;
+      kernels::matmul_group(input + static_cast<size_t>(r) * in, std::min(group, n - r), in, rows_products);
+    }
+    for (const LayerOutput& o : outputs) finish_output(*o.w, input, in, o.y, o.out);
   };
 
   // Embedding: one row of the table per token.
@@ -261,41 +320,82 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   }
 
   const int threads = kernels::num_threads();
+  const bool many_rows = threads > 1 && n >= 16;
   std::vector<float> scratch(static_cast<size_t>(threads) * ctx_end);
+  // Prefill rows attend in blocks of up to kAttentionBlockRows consecutive positions of one sequence:
+  // kernels::attention_rows reads each key/value tile once for all the block's rows and all the query
+  // heads of a kv head. A row's result does not depend on its block, so any cut gives the same numbers.
+  // Blocks with the most work (rows x context) come first, for the dynamic schedule below.
+  constexpr int kAttentionBlockRows = 16;
+  struct RowBlock {
+    int first_row, rows;
+  };
+  std::vector<RowBlock> row_blocks;
+  for (int i = 0; i < prefill_rows;) {
+    int end = i + 1;
+    while (end < prefill_rows && end - i < kAttentionBlockRows && caches[end] == caches[i] &&
+           positions[end] == positions[end - 1] + 1) {
+      ++end;
+    }
+    row_blocks.push_back({i, end - i});
+    i = end;
+  }
+  auto block_work = [&](const RowBlock& b) {
+    return static_cast<long long>(b.rows) * (positions[b.first_row] + b.rows);
+  };
+  std::stable_sort(row_blocks.begin(), row_blocks.end(),
+                   [&](const RowBlock& a, const RowBlock& b) { return block_work(a) > block_work(b); });
+  // Work items of the attention loop: (block, kv head) pairs, then the decode rows one by one.
+  const int block_items = static_cast<int>(row_blocks.size()) * n_kv_heads;
+  const int attention_items = block_items + (n - prefill_rows);
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& layer = layers_[l];
 
-    // Attention block.
+    // Attention block. The row-wise steps between the products run on the team too when there are
+    // enough rows to share (a prompt): left to one thread they kept the other waiting.
+#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
     for (int i = 0; i < n; ++i) kernels::rmsnorm(&x[i * hidden], layer.input_norm.data(), hidden, eps, &xn[i * hidden]);
-    linear(*layer.q_proj, xn.data(), hidden, q.data(), q_dim);
-    linear(*layer.k_proj, xn.data(), hidden, k.data(), kv_dim);
-    linear(*layer.v_proj, xn.data(), hidden, v.data(), kv_dim);
+    linear_group({{layer.q_proj, q.data(), q_dim}, {layer.k_proj, k.data(), kv_dim}, {layer.v_proj, v.data(), kv_dim}},
+                 xn.data(), hidden);
+#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
     for (int i = 0; i < n; ++i) {
       kernels::rope(&q[i * q_dim], n_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
       kernels::rope(&k[i * kv_dim], n_kv_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
       std::copy_n(&k[i * kv_dim], kv_dim, caches[i]->keys(l, positions[i]));
       std::copy_n(&v[i * kv_dim], kv_dim, caches[i]->values(l, positions[i]));
     }
-    // Each query position attends to itself and every earlier position (causal).
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n > 1)
-    for (int i = 0; i < n; ++i) {
+    // Each query position attends to itself and every earlier position (causal): prefill rows by blocks
+    // and kv heads, decode rows one at a time with the single-row kernel.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (attention_items > 1)
+    for (int item = 0; item < attention_items; ++item) {
+      if (item < block_items) {
+        const RowBlock& b = row_blocks[static_cast<size_t>(item / n_kv_heads)];
+        const KvCache& cache = *caches[b.first_row];
+        kernels::attention_rows(&q[b.first_row * q_dim], b.rows, positions[b.first_row], cache.key_blocks(l),
+                                cache.value_blocks(l), n_heads, n_kv_heads, head_dim, item % n_kv_heads,
+                                &attn[b.first_row * q_dim]);
+        continue;
+      }
+      const int i = prefill_rows + (item - block_items);
       float* s = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * ctx_end;
       const KvCache& cache = *caches[i];
       kernels::attention(&q[i * q_dim], cache.key_blocks(l), cache.value_blocks(l), positions[i] + 1, n_heads,
                          n_kv_heads, head_dim, &attn[i * q_dim], s);
     }
     linear(*layer.o_proj, attn.data(), q_dim, proj.data(), hidden);
-    for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
 
     // MLP block: down(silu(gate(x)) * up(x)).
+#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
     for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < hidden; ++j) x[i * hidden + j] += proj[i * hidden + j];
       kernels::rmsnorm(&x[i * hidden], layer.post_attn_norm.data(), hidden, eps, &xn[i * hidden]);
     }
-    linear(*layer.gate_proj, xn.data(), hidden, gate.data(), inter);
-    linear(*layer.up_proj, xn.data(), hidden, up.data(), inter);
-    kernels::silu_mul(gate.data(), up.data(), n * inter, act.data());
+    linear_group({{layer.gate_proj, gate.data(), inter}, {layer.up_proj, up.data(), inter}}, xn.data(), hidden);
+#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
+    for (int i = 0; i < n; ++i) kernels::silu_mul(&gate[i * inter], &up[i * inter], inter, &act[i * inter]);
     linear(*layer.down_proj, act.data(), inter, proj.data(), hidden);
+#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
     for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
   }
   for (int i = 0; i < n; ++i) caches[i]->grow_to(std::max(caches[i]->size(), positions[i] + 1));

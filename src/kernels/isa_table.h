@@ -4,6 +4,7 @@
 
 #include <cstddef>
 
+#include "kernels/attention_tiles.h"
 #include "kernels/kernels.h"
 #include "util/dtype.h"
 
@@ -30,6 +31,8 @@ struct IsaKernels {
   void (*small_rows_range)(const float* prepared_x, int rows, const void* w, DType w_type, int in,
                            int o_begin, int o_end, float* y, size_t ldy);
   // The same two steps for the many-rows kernel: scratch wanted (0: x as given), and the rearranging.
+  // Prepared rows are independent and evenly sized (scratch for r rows is r times that for one, row r at
+  // r times one row's floats), so dispatch prepares slices of rows on several threads.
   size_t (*many_rows_scratch)(int rows, int in, DType w_type);
   const float* (*many_rows_prepare)(const float* x, int rows, int in, DType w_type, float* scratch);
   // Same for any number of rows, from what many_rows_prepare returned.
@@ -41,16 +44,21 @@ struct IsaKernels {
   void (*silu_mul)(const float* gate, const float* up, int n, float* out);
   void (*attention)(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
                     int n_kv_heads, int head_dim, float* out, float* scratch);
+  // Causal attention of a block of consecutive query rows, key tile by key tile (attention_tiles.h);
+  // scratch: attention_rows_scratch(rows, n_heads / n_kv_heads, head_dim) floats.
+  void (*attention_rows)(const float* q, int rows, int first_pos, const KvBlocks& keys, const KvBlocks& values,
+                         int n_heads, int n_kv_heads, int head_dim, int kv_head, float* out, float* scratch);
   float (*dot)(const float* a, const float* b, int n);
 };
 
 const IsaKernels& scalar_kernels();
 const IsaKernels& avx2_kernels();
 const IsaKernels& avx512_kernels();
+const IsaKernels& neon_kernels();  // AArch64 builds only (matmul_neon.cpp)
 
 namespace scalar {
 // The scalar matmul over a range of output rows (the scalar level's entry for both row paths; Q8_0
-// quantizes each row of x per block, as the SIMD levels do).
+// quantizes each row of x per block, as the SIMD levels do; the K-quants per super-block, kquant.h).
 void matmul_range(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end,
                   float* y, size_t ldy);
 }  // namespace scalar

@@ -9,6 +9,7 @@
 #include "kernels/avx2_reduce.h"
 #include "kernels/fp8_avx2.h"
 #include "kernels/isa_table.h"
+#include "kernels/kquant_avx2.h"
 #include "kernels/q4_0_avx2.h"
 #include "kernels/q8_0_avx2.h"
 #include "kernels/scalar.h"
@@ -120,6 +121,7 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
 }
 
 size_t small_rows_scratch(int rows, int in, DType w_type) {
+  if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
   return static_cast<size_t>(rows) * padded_in(in);
@@ -128,6 +130,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
 // Copies x into zero-padded rows of a multiple of 16; for BF16 weights each block of 16 is stored as
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
@@ -157,6 +160,9 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: kquant_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
@@ -268,10 +274,12 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
 }
 
 size_t many_rows_scratch(int rows, int in, DType w_type) {
+  if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   return w_type == DType::Q4_0 ? q4_0_scratch(rows, in) : 0;
 }
 const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   return w_type == DType::Q4_0 ? q4_0_prepare(x, rows, in, scratch) : x;
 }
@@ -284,6 +292,9 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: kquant_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
@@ -307,6 +318,7 @@ const IsaKernels& avx2_kernels() {
                                 avx2::softmax,
                                 avx2::silu_mul,
                                 avx2::attention,
+                                avx2::attention_rows,
                                 avx2::dot};
   return table;
 }

@@ -16,6 +16,7 @@
 #include "kernels/isa_table.h"
 #include "kernels/aligned_buffer.h"
 #include "kernels/fp8_avx512.h"
+#include "kernels/kquant_avx512.h"
 #include "kernels/q4_0_avx512.h"
 #include "kernels/q8_0_avx512.h"
 #include "kernels/scalar.h"
@@ -235,6 +236,7 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
 }
 
 size_t small_rows_scratch(int rows, int in, DType w_type) {
+  if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
   return static_cast<size_t>(rows) * padded_in(in);
@@ -243,6 +245,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
 // Copies x into zero-padded rows of a multiple of 32; for BF16 weights each row becomes its hi and lo
 // bf16 halves instead (see small_rows_block_bf16), which take the same bytes as the fp32 row.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
@@ -281,6 +284,9 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::F32: small_rows_rows<DType::F32>(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: kquant_small_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
@@ -449,11 +455,13 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
 }
 
 size_t many_rows_scratch(int rows, int in, DType w_type) {
+  if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_many_scratch(rows, in);
   return w_type == DType::Q4_0 ? q4_0_many_scratch(rows, in) : 0;
 }
 
 const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (is_kquant_dtype(w_type)) return kquant_many_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_many_prepare(x, rows, in, scratch);
   return w_type == DType::Q4_0 ? q4_0_many_prepare(x, rows, in, scratch) : x;
 }
@@ -466,6 +474,9 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::F32: many_rows_typed<DType::F32>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0: q8_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: kquant_many_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
@@ -489,6 +500,7 @@ const IsaKernels& avx512_kernels() {
                                 avx512::softmax,
                                 avx512::silu_mul,
                                 avx512::attention,
+                                avx512::attention_rows,
                                 avx512::dot};
   return table;
 }

@@ -1,13 +1,16 @@
 // AVX-512 VNNI matrix-matrix product of Q8_0 weights and int8 activations (prefill).
 //
-// x is quantized once per call (per block of 32, scalar::quantize_activations_q8) and stored unsigned,
-// q + 128. Each chunk of output rows is repacked per tile of depth into panels of 16 rows: for every block
-// of 32 inputs, eight 64-byte steps whose lane j holds four consecutive weights of row j, then the block's
-// 16 weight scales and 16 corrections (-128 * the block's weight sum, undoing the +128 of x). One vpdpbusd
-// then adds four products to each of the 16 rows' sums for one row of x, whose four bytes are broadcast.
-// Per block the exact integer sums are scaled by (weight scale * activation scale) into fp32
-// accumulators, so each output is the same sum of per-block terms in the same order as the scalar twin,
-// and each row of y depends only on its row of x.
+// x is quantized once per call (per block of 32, the same integers as scalar::quantize_activations_q8),
+// kept signed, with each block's correction -128 * (sum of its q). Each chunk of output rows is repacked
+// per tile of depth into panels of 16 rows, weights made unsigned (q + 128, an xor of the sign bit): for
+// every block of 32 inputs, eight 64-byte steps whose lane j holds four consecutive weights of row j,
+// then the block's 16 weight scales. One vpdpbusd (unsigned weights x signed activations) then adds four
+// products to each of the 16 rows' sums for one row of x, whose four bytes are broadcast; the sums start
+// from the row's correction, which removes the +128 exactly. Per block the exact integer sums are scaled
+// by (weight scale * activation scale) into fp32 accumulators, so each output is the same sum of
+// per-block terms in the same order as the scalar twin, and each row of y depends only on its row of x.
+// While one tile is multiplied, the next tile's weight rows are prefetched: packing reads rows 2-8 KiB
+// apart, which the hardware prefetcher does not follow, and it stalled on memory for ~10% of prefill.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -19,7 +22,7 @@
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/q8_0_avx512.h"
-#include "kernels/scalar.h"
+#include "kernels/quantize_avx512.h"
 #include "util/dtype.h"
 
 namespace llama31::kernels::avx512 {
@@ -28,33 +31,70 @@ namespace {
 constexpr int kPanelRows = 16;
 constexpr int kTileBlocks = 16;  // blocks of 32 inputs per packed tile (512 inputs)
 constexpr int kMaxRows = 6;      // rows of x per micro-kernel: 2 panels x 6 rows = 12 integer accumulators
-// Bytes of one panel's block: 8 steps x 64 bytes, 16 float scales, 16 int32 corrections.
-constexpr size_t kPanelBlockBytes = 8 * 64 + 64 + 64;
+// Bytes of one panel's block: 8 steps x 64 bytes, then 16 float scales.
+constexpr size_t kPanelBlockBytes = 8 * 64 + 64;
 
-// Prepared x per row: in bytes of q + 128, then in / 32 float scales.
-size_t row_floats(int in) { return static_cast<size_t>(in) / 4 + static_cast<size_t>(in) / 32; }
+// Prepared x per row: in bytes of q, then in / 32 float scales, then in / 32 int32 corrections.
+size_t row_floats(int in) { return static_cast<size_t>(in) / 4 + 2 * (static_cast<size_t>(in) / 32); }
 
-// Packs rows [o, o + 16) (zeros past o_end) for blocks [b0, b0 + blocks) into one panel.
+// Packs rows [o, o + 16) (zeros past o_end) for blocks [b0, b0 + blocks) into one panel, row by row so
+// each row's bytes are read in order.
 void pack_panel(const void* w, int in, int o, int o_end, int b0, int blocks, uint8_t* panel) {
   const size_t w_row = row_bytes(DType::Q8_0, in);
-  for (int bi = 0; bi < blocks; ++bi) {
-    uint8_t* dst = panel + static_cast<size_t>(bi) * kPanelBlockBytes;
-    float scales[kPanelRows] = {};
-    int32_t corrections[kPanelRows] = {};
-    std::memset(dst, 0, 8 * 64);
-    for (int j = 0; j < kPanelRows && o + j < o_end; ++j) {
-      const char* row = static_cast<const char*>(w) + static_cast<size_t>(o + j) * w_row;
-      const auto* values = reinterpret_cast<const int8_t*>(row + quant_values_offset(static_cast<size_t>(in))) + static_cast<size_t>(b0 + bi) * 32;
-      scales[j] = _cvtsh_ss(reinterpret_cast<const uint16_t*>(row)[b0 + bi]);
-      int32_t sum = 0;
-      for (int k = 0; k < 32; ++k) sum += values[k];
-      corrections[j] = -128 * sum;
-      for (int step = 0; step < 8; ++step) std::memcpy(dst + step * 64 + j * 4, values + step * 4, 4);
+  const __m256i sign_bits = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int j = 0; j < kPanelRows; ++j) {
+    if (o + j >= o_end) {
+      for (int bi = 0; bi < blocks; ++bi) {
+        uint8_t* dst = panel + static_cast<size_t>(bi) * kPanelBlockBytes;
+        for (int step = 0; step < 8; ++step) std::memset(dst + step * 64 + j * 4, 0x80, 4);
+        std::memset(dst + 8 * 64 + j * 4, 0, 4);
+      }
+      continue;
     }
-    std::memcpy(dst + 8 * 64, scales, sizeof scales);
-    std::memcpy(dst + 8 * 64 + 64, corrections, sizeof corrections);
+    const char* row = static_cast<const char*>(w) + static_cast<size_t>(o + j) * w_row;
+    const auto* scales = reinterpret_cast<const uint16_t*>(row) + b0;
+    const char* values = row + quant_values_offset(static_cast<size_t>(in)) + static_cast<size_t>(b0) * 32;
+    for (int bi = 0; bi < blocks; ++bi) {
+      uint8_t* dst = panel + static_cast<size_t>(bi) * kPanelBlockBytes;
+      alignas(32) uint32_t words[8];
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + static_cast<size_t>(bi) * 32));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(words), _mm256_xor_si256(v, sign_bits));
+      for (int step = 0; step < 8; ++step) std::memcpy(dst + step * 64 + j * 4, &words[step], 4);
+      const float scale = _cvtsh_ss(scales[bi]);
+      std::memcpy(dst + 8 * 64 + j * 4, &scale, 4);
+    }
   }
 }
+
+// Brings the weights of rows [o_first, o_last) x blocks [b0, b0 + blocks) into L2 a few lines at a time,
+// spread over the multiplication of the tile before them: issued all at once, most prefetches found the
+// miss queues full and were dropped.
+class TilePrefetcher {
+ public:
+  TilePrefetcher(const void* w, int in, int o_first, int o_last, int b0, int blocks)
+      : w_(static_cast<const char*>(w)), w_row_(row_bytes(DType::Q8_0, in)),
+        values_offset_(quant_values_offset(static_cast<size_t>(in)) + static_cast<size_t>(b0) * 32),
+        scales_offset_(static_cast<size_t>(b0) * 2), lines_per_row_(blocks / 2 + 1), row_(o_first), last_(o_last) {}
+
+  // Prefetches the next `count` cache lines of the tile (a row's scales, then its values).
+  void advance(int count) {
+    for (; count > 0 && row_ < last_; --count) {
+      const char* row = w_ + static_cast<size_t>(row_) * w_row_;
+      _mm_prefetch(line_ == 0 ? row + scales_offset_ : row + values_offset_ + static_cast<size_t>(line_ - 1) * 64,
+                   _MM_HINT_T1);
+      if (++line_ == lines_per_row_) {
+        line_ = 0;
+        ++row_;
+      }
+    }
+  }
+  int lines_left() const { return (last_ - row_) * lines_per_row_ - line_; }
+
+ private:
+  const char* w_;
+  size_t w_row_, values_offset_, scales_offset_;
+  int lines_per_row_, row_, last_, line_ = 0;
+};
 
 // y[r][o .. o + 16P) (+)= rows R of prepared x against P packed panels over `blocks` blocks from b0.
 template <int R, int P>
@@ -81,10 +121,10 @@ void micro_kernel(const float* x, size_t x_stride, int in, int b0, int blocks, c
     __m512i sums[R][P];
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
+      const auto* corrections = reinterpret_cast<const int32_t*>(x + static_cast<size_t>(r) * x_stride + n_in / 4 + n_in / 32);
+      const __m512i start = _mm512_set1_epi32(corrections[block]);
       #pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) {
-        sums[r][p] = _mm512_loadu_si512(panels[p] + static_cast<size_t>(bi) * kPanelBlockBytes + 8 * 64 + 64);
-      }
+      for (int p = 0; p < P; ++p) sums[r][p] = start;
     }
     #pragma GCC unroll 8
     for (int step = 0; step < 8; ++step) {
@@ -97,7 +137,7 @@ void micro_kernel(const float* x, size_t x_stride, int in, int b0, int blocks, c
         std::memcpy(&four, reinterpret_cast<const uint8_t*>(x + static_cast<size_t>(r) * x_stride) + block * 32 + step * 4, 4);
         const __m512i xb = _mm512_set1_epi32(four);
         #pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) sums[r][p] = _mm512_dpbusd_epi32(sums[r][p], xb, wv[p]);
+        for (int p = 0; p < P; ++p) sums[r][p] = _mm512_dpbusd_epi32(sums[r][p], wv[p], xb);
       }
     }
     #pragma GCC unroll 8
@@ -130,13 +170,12 @@ size_t q8_0_many_scratch(int rows, int in) { return static_cast<size_t>(rows) * 
 
 const float* q8_0_many_prepare(const float* x, int rows, int in, float* scratch) {
   const size_t n_in = static_cast<size_t>(in);
-  thread_local std::vector<int8_t> q;
-  q.resize(n_in);
   for (int r = 0; r < rows; ++r) {
     float* row = scratch + static_cast<size_t>(r) * row_floats(in);
-    scalar::quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, q.data(), row + n_in / 4);
-    auto* unsigned_values = reinterpret_cast<uint8_t*>(row);
-    for (size_t i = 0; i < n_in; ++i) unsigned_values[i] = static_cast<uint8_t>(q[i] + 128);
+    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, reinterpret_cast<int8_t*>(row), row + n_in / 4,
+                            reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32));
+    auto* corrections = reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32);
+    for (size_t b = 0; b < n_in / 32; ++b) corrections[b] *= -128;
   }
   return scratch;
 }
@@ -154,7 +193,15 @@ void q8_0_many_rows(const float* prepared, int rows, const void* w, int in, int 
     for (int p = 0; p < n_panels; ++p) {
       pack_panel(w, in, o_begin + p * kPanelRows, o_end, b0, tile, packed.data() + static_cast<size_t>(p) * panel_bytes);
     }
+    // The next tile, or after the last one the chunk after this one, which a static schedule usually
+    // gives this thread next.
+    TilePrefetcher next = b0 + tile < blocks
+                              ? TilePrefetcher(w, in, o_begin, o_end, b0 + tile, std::min(kTileBlocks, blocks - b0 - tile))
+                              : TilePrefetcher(w, in, o_end, o_end + (o_end - o_begin), 0, std::min(kTileBlocks, blocks));
+    const int groups = (rows + kMaxRows - 1) / kMaxRows;
+    const int lines_per_group = (next.lines_left() + groups - 1) / groups;
     for (int r0 = 0; r0 < rows; r0 += kMaxRows) {
+      next.advance(lines_per_group);
       const int r_count = std::min(kMaxRows, rows - r0);
       const float* x_rows = prepared + static_cast<size_t>(r0) * x_stride;
       for (int p = 0; p < n_panels; p += 2) {

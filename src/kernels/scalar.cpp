@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/isa_table.h"
+#include "kernels/kquant.h"
 
 namespace llama31::kernels::scalar {
 namespace {
@@ -20,7 +21,10 @@ float weight_at(const void* w, DType w_type, size_t index) {
     case DType::F8_E4M3: return f8e4m3_to_f32(static_cast<const uint8_t*>(w)[index]);
     case DType::I32:
     case DType::Q8_0:
-    case DType::Q4_0: break;  // Q8_0 and Q4_0 have their own loops; the others are rejected by kernels::matmul
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: break;  // the block types have their own loops; I32 is rejected by kernels::matmul
   }
   return 0.0f;
 }
@@ -101,6 +105,10 @@ void matmul_range(const float* x, int rows, const void* w, DType w_type, int in,
   }
   if (w_type == DType::Q4_0) {
     matmul_q4_0(x, rows, w, in, o_begin, o_end, y, ldy);
+    return;
+  }
+  if (is_kquant_dtype(w_type)) {  // kquant_scalar.cpp
+    kquant_matmul_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy);
     return;
   }
   const size_t n_in = static_cast<size_t>(in);
@@ -199,7 +207,7 @@ const IsaKernels& scalar_kernels() {
                                 scalar::matmul_range, no_scratch,       x_as_given,
                                 scalar::matmul_range, scalar::rmsnorm,
                                 scalar::rope,     scalar::softmax,    scalar::silu_mul,
-                                scalar::attention, scalar::dot};
+                                scalar::attention, scalar::attention_rows, scalar::dot};
   return table;
 }
 

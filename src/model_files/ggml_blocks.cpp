@@ -7,6 +7,7 @@
 
 #include "util/dtype.h"
 #include "util/error.h"
+#include "util/kquant.h"
 
 namespace llama31 {
 namespace {
@@ -21,9 +22,7 @@ constexpr float kGroupMaxEps = 1e-15f;  // below this a group counts as all zero
 //   Q4_K 144: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16
 //   Q5_K 176: d f16 @0, dmin f16 @2, scales[12] @4, qh[32] @16, qs[128] @48
 //   Q6_K 210: ql[128] @0, qh[64] @128, scales int8[16] @192, d f16 @208
-constexpr size_t kQ4KQs = 16;
-constexpr size_t kQ5KQh = 16, kQ5KQs = 48;
-constexpr size_t kQ6KQh = 128, kQ6KScales = 192, kQ6KD = 208;
+using kquant::kQ4KQs, kquant::kQ5KQh, kquant::kQ5KQs, kquant::kQ6KQh, kquant::kQ6KScales, kquant::kQ6KD;
 
 float load_f16(const uint8_t* p) {
   uint16_t h;
@@ -38,18 +37,9 @@ void store_f16(uint8_t* p, float value) {
 // Round to nearest, ties to even (ggml's nearest_int for the magnitudes it is used on).
 int nearest_int(float value) { return static_cast<int>(std::nearbyint(value)); }
 
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block: j < 4 keep them in the low
-// 6 bits of bytes j and j + 4; j >= 4 split them into a nibble of byte j + 4 (scale low, min high) and
-// the top 2 bits of bytes j - 4 (scale) and j (min).
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block (util/kquant.h).
 void get_scale_min(int j, const uint8_t* scales, uint8_t& scale, uint8_t& min) {
-  const auto u = static_cast<size_t>(j);
-  if (j < 4) {
-    scale = scales[u] & 63;
-    min = scales[u + 4] & 63;
-  } else {
-    scale = static_cast<uint8_t>((scales[u + 4] & 0xF) | ((scales[u - 4] >> 6) << 4));
-    min = static_cast<uint8_t>((scales[u + 4] >> 4) | ((scales[u] >> 6) << 4));
-  }
+  kquant::scale_min(j, scales, scale, min);
 }
 // The inverse: packs 8 scales and 8 mins (each 0..63) into 12 bytes.
 void pack_scale_mins(const uint8_t* ls, const uint8_t* lm, uint8_t* scales) {
@@ -371,52 +361,7 @@ void quantize_q6_k(const float* x, uint8_t* block) {
   }
 }
 
-// Q4_K / Q5_K: value = (d * scale) * q - (dmin * min) per sub-block of 32.
-void dequantize_q45_k(const uint8_t* block, float* y, bool five_bits) {
-  const float d = load_f16(block), dmin = load_f16(block + 2);
-  const uint8_t* packed = block + 4;
-  const uint8_t* qs = block + (five_bits ? kQ5KQs : kQ4KQs);
-  const uint8_t* qh = block + kQ5KQh;
-  for (int c = 0; c < 4; ++c) {
-    uint8_t sc, m;
-    get_scale_min(2 * c, packed, sc, m);
-    const float d1 = d * sc, m1 = dmin * m;
-    get_scale_min(2 * c + 1, packed, sc, m);
-    const float d2 = d * sc, m2 = dmin * m;
-    const uint8_t* q = qs + 32 * c;
-    for (int l = 0; l < 32; ++l) {
-      const int high = five_bits ? ((qh[l] >> (2 * c)) & 1) << 4 : 0;
-      y[64 * c + l] = d1 * static_cast<float>((q[l] & 0xF) + high) - m1;
-    }
-    for (int l = 0; l < 32; ++l) {
-      const int high = five_bits ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
-      y[64 * c + 32 + l] = d2 * static_cast<float>((q[l] >> 4) + high) - m2;
-    }
-  }
-}
-
-// Q6_K: value = (d * scale) * (q - 32) per group of 16.
-void dequantize_q6_k(const uint8_t* block, float* y) {
-  const float d = load_f16(block + kQ6KD);
-  const auto* sc = reinterpret_cast<const int8_t*>(block + kQ6KScales);
-  for (int half = 0; half < 2; ++half) {
-    const uint8_t* ql = block + 64 * half;
-    const uint8_t* qh = block + kQ6KQh + 32 * half;
-    const int8_t* s = sc + 8 * half;
-    float* out = y + 128 * half;
-    for (int l = 0; l < 32; ++l) {
-      const int group = l / 16;
-      const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-      out[l] = d * s[group] * static_cast<float>(q1);
-      out[l + 32] = d * s[group + 2] * static_cast<float>(q2);
-      out[l + 64] = d * s[group + 4] * static_cast<float>(q3);
-      out[l + 96] = d * s[group + 6] * static_cast<float>(q4);
-    }
-  }
-}
+// Q4_K, Q5_K and Q6_K blocks dequantize as util/kquant.h does (the kernels and convert_to_f32 share it).
 
 }  // namespace
 
@@ -506,9 +451,9 @@ void dequantize_ggml_row(GgmlType type, const void* src, float* dst, int64_t n) 
       case GgmlType::Q4_0: dequantize_q4_0(block, y); break;
       case GgmlType::Q5_0: dequantize_q5_0(block, y); break;
       case GgmlType::Q8_0: dequantize_q8_0(block, y); break;
-      case GgmlType::Q4_K: dequantize_q45_k(block, y, false); break;
-      case GgmlType::Q5_K: dequantize_q45_k(block, y, true); break;
-      case GgmlType::Q6_K: dequantize_q6_k(block, y); break;
+      case GgmlType::Q4_K: kquant::dequantize_q4_k(block, y); break;
+      case GgmlType::Q5_K: kquant::dequantize_q5_k(block, y); break;
+      case GgmlType::Q6_K: kquant::dequantize_q6_k(block, y); break;
       default: break;
     }
   }

@@ -67,18 +67,21 @@ void unpermute_rotary_rows(const std::byte* src, std::byte* dst, int64_t rows, i
   }
 }
 
-// The in-memory type a GGUF tensor type runs as.
-DType runtime_dtype(GgmlType type) {
+// The in-memory type a GGUF tensor type with rows of n values runs as. Q4_K, Q5_K and Q6_K keep their
+// super-blocks (the K-quant kernels run them as stored). A row that is not whole super-blocks of 256 (GGUF's
+// own blocks rule it out; this is a guard) falls back, as Q5_0 always does, to its exact values re-stored
+// as Q8_0.
+DType runtime_dtype(GgmlType type, int64_t n) {
   switch (type) {
     case GgmlType::F32: return DType::F32;
     case GgmlType::F16: return DType::F16;
     case GgmlType::BF16: return DType::BF16;
     case GgmlType::Q8_0: return DType::Q8_0;
     case GgmlType::Q4_0: return DType::Q4_0;
-    case GgmlType::Q5_0:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-    case GgmlType::Q6_K: return DType::Q8_0;
+    case GgmlType::Q4_K: return n % 256 == 0 ? DType::Q4_K : DType::Q8_0;
+    case GgmlType::Q5_K: return n % 256 == 0 ? DType::Q5_K : DType::Q8_0;
+    case GgmlType::Q6_K: return n % 256 == 0 ? DType::Q6_K : DType::Q8_0;
+    case GgmlType::Q5_0: return DType::Q8_0;
   }
   return DType::F32;
 }
@@ -87,7 +90,7 @@ void convert_row(GgmlType type, const std::byte* src, int64_t n, std::byte* dst,
   switch (type) {
     case GgmlType::Q8_0: q8_0_row_from_ggml(src, static_cast<size_t>(n), dst); return;
     case GgmlType::Q4_0: q4_0_row_from_ggml(src, static_cast<size_t>(n), dst); return;
-    default:  // the K types and Q5_0: their exact values, re-stored as Q8_0 (rows are whole blocks of 32)
+    default:  // Q5_0 (and K rows runtime_dtype does not keep): exact values re-stored as Q8_0 (whole blocks of 32)
       scratch.resize(static_cast<size_t>(n));
       dequantize_ggml_row(type, src, scratch.data(), n);
       quantize_row_q8_0(scratch.data(), static_cast<size_t>(n), dst);
@@ -253,16 +256,18 @@ ModelFolder open_gguf_model(const std::filesystem::path& path) {
   for (const GgufTensorInfo& t : file->tensors()) {
     if (t.name == "rope_freqs.weight") continue;
     const std::string hf_name = hf_tensor_name_for_gguf(t.name);
-    const DType dtype = runtime_dtype(t.type);
     int64_t permute_heads = 0;
     if (hf_name.ends_with("self_attn.q_proj.weight")) permute_heads = c.num_attention_heads;
     if (hf_name.ends_with("self_attn.k_proj.weight")) permute_heads = c.num_key_value_heads;
     const int64_t n = t.shape.back();
+    const DType dtype = runtime_dtype(t.type, n);
     const int64_t rows = static_cast<int64_t>(t.nbytes / ggml_row_bytes(t.type, n));
     if (permute_heads > 0 && rows != permute_heads * c.head_dim) {
       fail("{}: tensor {} has {} rows, expected {} heads of {}", source, t.name, rows, permute_heads, c.head_dim);
     }
-    const bool in_place = t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16;
+    // The file's rows are the runtime rows: the float types, and the K-quants kept as super-blocks.
+    const bool in_place = t.type == GgmlType::F32 || t.type == GgmlType::F16 || t.type == GgmlType::BF16 ||
+                          (is_kquant_dtype(dtype) && ggml_row_bytes(t.type, n) == row_bytes(dtype, n));
     if (in_place && permute_heads == 0) {
       TensorView view;
       view.name = hf_name;

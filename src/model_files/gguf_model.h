@@ -12,10 +12,11 @@
 
 namespace llama31 {
 
-// Tensors: F32, F16 and BF16 stay in the file's mapping (Q/K rows copied into place); Q8_0 and Q4_0 become
-// the kernels' Q8_0 / Q4_0 rows (same numbers); Q5_0, Q4_K, Q5_K and Q6_K have no kernels of their own yet:
-// their exact values are re-stored as Q8_0 (int8 kernels, 8.5 bits a weight; the added rounding, at most
-// half a step of 1/127 of each block of 32's largest value, is far below their own 4-6 bit steps).
+// Tensors: F32, F16, BF16, Q4_K, Q5_K and Q6_K stay in the file's mapping (Q/K rows copied into place; the
+// K-quants run on their own kernels as stored); Q8_0 and Q4_0 become the kernels' Q8_0 / Q4_0 rows (same
+// numbers); Q5_0 has no kernel of its own: its exact values are re-stored as Q8_0 (int8 kernels, 8.5 bits a
+// weight; the added rounding, at most half a step of 1/127 of each block of 32's largest value, is far
+// below its own 5-bit steps).
 // Progress on stderr.
 ModelFolder open_gguf_model(const std::filesystem::path& path);
 

@@ -56,7 +56,8 @@ std::vector<uint8_t> convert_tensor(const TensorView& view, GgmlType type) {
   const size_t out_row = ggml_row_bytes(type, in);
   const bool same = (view.dtype == DType::F32 && type == GgmlType::F32) ||
                     (view.dtype == DType::F16 && type == GgmlType::F16) ||
-                    (view.dtype == DType::BF16 && type == GgmlType::BF16);
+                    (view.dtype == DType::BF16 && type == GgmlType::BF16) ||
+                    (is_kquant_dtype(view.dtype) && type == ggml_type_for(view.dtype));  // GGUF's own blocks
   if (same) {  // stored as written
     return {reinterpret_cast<const uint8_t*>(view.data), reinterpret_cast<const uint8_t*>(view.data) + view.nbytes};
   }
@@ -264,6 +265,9 @@ GgmlType ggml_type_for(DType dtype) {
   if (dtype == DType::BF16) return GgmlType::BF16;
   if (dtype == DType::Q8_0) return GgmlType::Q8_0;
   if (dtype == DType::Q4_0) return GgmlType::Q4_0;
+  if (dtype == DType::Q4_K) return GgmlType::Q4_K;
+  if (dtype == DType::Q5_K) return GgmlType::Q5_K;
+  if (dtype == DType::Q6_K) return GgmlType::Q6_K;
   fail("GGUF has no tensor type for {}", dtype_name(dtype));
 }
 

@@ -25,7 +25,7 @@ enum class GgufValueType : uint32_t {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 
-// The ggml type of tensors held in memory as dtype (F32, F16, BF16, Q8_0, Q4_0).
+// The ggml type of tensors held in memory as dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).
 GgmlType ggml_type_for(DType dtype);
 // Bytes of a tensor of this shape (outermost first) as GGUF stores it, in whole blocks of its type.
 size_t gguf_tensor_bytes(GgmlType type, const std::vector<int64_t>& shape);

@@ -77,7 +77,10 @@ float round_to_dtype(float value, DType dtype) {
     case DType::I32:
     case DType::F8_E4M3:
     case DType::Q8_0:
-    case DType::Q4_0: break;
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: break;
   }
   fail("test models are written in BF16, F16 or F32, not {}", dtype_name(dtype));
 }
@@ -159,7 +162,10 @@ nlohmann::json test_config_json(const TestModelSpec& spec) {
     case DType::I32:
     case DType::F8_E4M3:
     case DType::Q8_0:
-    case DType::Q4_0: fail("test models are written in BF16, F16 or F32, not {}", dtype_name(spec.dtype));
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: fail("test models are written in BF16, F16 or F32, not {}", dtype_name(spec.dtype));
   }
   nlohmann::json j = c.to_json();
   // Keep token ids inside small test vocabularies so the config stays valid.

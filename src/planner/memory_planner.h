@@ -122,7 +122,7 @@ struct InferenceMemoryEstimate {
   double weights_bytes = 0;   // as stored in the folder (or as given)
   double kv_cache_bytes = 0;
   double scratch_bytes = 0;
-  double tokenizer_bytes = 0;  // only for a folder: kTokenizerBytesPerJsonByte * tokenizer.json size
+  double tokenizer_bytes = 0;  // only for a model: kTokenizerBytesPerJsonByte * its tokenizer.json's size
   double total_bytes() const { return weights_bytes + kv_cache_bytes + scratch_bytes + tokenizer_bytes; }
 };
 

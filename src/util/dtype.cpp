@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "util/error.h"
+#include "util/kquant.h"
 
 namespace llama31 {
 
@@ -16,6 +17,9 @@ std::string_view dtype_name(DType t) {
     case DType::F8_E4M3: return "F8_E4M3";
     case DType::Q8_0: return "Q8_0";
     case DType::Q4_0: return "Q4_0";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q5_K: return "Q5_K";
+    case DType::Q6_K: return "Q6_K";
   }
   return "?";
 }
@@ -138,6 +142,16 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
           dst[b * 32 + j + 16] = static_cast<float>((byte >> 4) - 8) * d;
         }
       }
+      return;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: {
+      const auto* blocks = static_cast<const uint8_t*>(src);
+      const size_t bytes = kquant_block_bytes(t);
+      auto* dequantize = t == DType::Q4_K ? kquant::dequantize_q4_k
+                         : t == DType::Q5_K ? kquant::dequantize_q5_k : kquant::dequantize_q6_k;
+      for (size_t b = 0; b < n / 256; ++b) dequantize(blocks + b * bytes, dst + b * 256);
       return;
     }
   }

@@ -18,7 +18,10 @@ namespace llama31 {
 // value = d * (q - 8). A row is [in/32 f16 scales][in/2 bytes of nibbles], each block's 16 bytes as GGUF
 // orders them (byte j: value j in the low nibble, value j + 16 in the high one), so one 16-byte load and
 // a mask or a shift give a block's first or second half of 16 values, and GGUF blocks convert by copying.
-enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0, Q4_0 };
+// Q4_K, Q5_K and Q6_K are llama.cpp's K-quant super-blocks of 256 values (144, 176 and 210 bytes) kept
+// exactly as GGUF stores them, a row being its n / 256 super-blocks in order (util/kquant.h has the
+// layouts), so GGUF tensors load by mapping or copying; rows must be a multiple of 256 long.
+enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -28,24 +31,34 @@ constexpr size_t dtype_size(DType t) {
     case DType::BF16: return 2;
     case DType::F8_E4M3:
     case DType::Q8_0:
-    case DType::Q4_0: return 1;  // block types: see row_bytes (Q4_0 holds two values a byte)
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return 1;  // block types: see row_bytes (Q4_0 holds two values a byte)
   }
   return 0;
 }
+// The K-quant types (super-blocks of 256 values).
+constexpr bool is_kquant_dtype(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+// Bytes of one super-block of a K-quant type.
+constexpr size_t kquant_block_bytes(DType t) {
+  return t == DType::Q4_K ? 144 : t == DType::Q5_K ? 176 : t == DType::Q6_K ? 210 : 0;
+}
 // Where a row of n values of Q8_0 or Q4_0 keeps its values: after its n / 32 f16 scales.
 constexpr size_t quant_values_offset(size_t n) { return n / 32 * 2; }
-// Bytes of a row of n values (n a multiple of 32 for Q8_0 and Q4_0).
+// Bytes of a row of n values (n a multiple of 32 for Q8_0 and Q4_0, of 256 for the K-quant types).
 constexpr size_t row_bytes(DType t, int64_t n) {
   const size_t count = static_cast<size_t>(n);
   if (t == DType::Q8_0) return quant_values_offset(count) + count;
   if (t == DType::Q4_0) return quant_values_offset(count) + count / 2;
+  if (is_kquant_dtype(t)) return count / 256 * kquant_block_bytes(t);
   return count * dtype_size(t);
 }
 // Element-wise float types (what stored weights and scales are read as).
 constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // What kernels::matmul multiplies by.
 constexpr bool is_matmul_dtype(DType t) {
-  return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::F8_E4M3;
+  return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::F8_E4M3 || is_kquant_dtype(t);
 }
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
@@ -100,7 +113,8 @@ inline float round_to_f8e4m3(float f) {
   return f != f ? f : out;
 }
 
-// Converts n stored elements of type t to float (I32 as integers; Q8_0, Q4_0: src is one row of n values).
+// Converts n stored elements of type t to float (I32 as integers; Q8_0, Q4_0: src is one row of n values;
+// Q4_K, Q5_K, Q6_K: n / 256 super-blocks, each value as llama.cpp's dequantize_row_* computes it).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
 
 // One row of n (a multiple of 32) values to Q8_0, rounding exactly as llama.cpp does (so a GGUF Q8_0

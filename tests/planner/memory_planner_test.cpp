@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "model_files/gguf_writer.h"
 #include "model_files/model_folder.h"
 #include "model_files/safetensors.h"
 #include "model_files/test_model.h"
@@ -120,6 +121,18 @@ TEST(ModelFolderPlanning, InferencePredictionAddsStoredWeightsFp32KvAndScratch) 
   options.context = 600;
   EXPECT_GT(llama31::planner::predict_folder_inference_memory(folder, options).total_bytes(),
             estimate.total_bytes());
+}
+
+TEST(ModelFolderPlanning, GgufModelCountsItsTokenizer) {
+  llama31::testing::TempDir dir;
+  llama31::write_test_model(dir.path() / "model", llama31::TestModelSpec{});
+  const auto folder = llama31::ModelFolder::open(dir.path() / "model");
+  llama31::export_gguf(folder, dir.path() / "model.gguf");
+  const auto from_folder = llama31::planner::predict_folder_inference_memory(folder);
+  const auto from_gguf = llama31::planner::predict_folder_inference_memory(dir.path() / "model.gguf");
+  // The GGUF file's tokenizer is the folder's (the real Llama 3.1 one), so its share is about the same.
+  EXPECT_GT(from_gguf.tokenizer_bytes, 0.9 * from_folder.tokenizer_bytes);
+  EXPECT_LT(from_gguf.tokenizer_bytes, 1.1 * from_folder.tokenizer_bytes);
 }
 
 TEST(TrainingAssumptions, ChangingAnAssumptionChangesTheEstimate) {
