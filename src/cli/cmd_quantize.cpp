@@ -1,6 +1,7 @@
-// llama31 quantize: writes a quantized copy of a model folder in a published layout (AWQ INT4, FP8), or
-// a GGUF file of llama.cpp's quantized types.
+// llama31 quantize: writes a quantized copy of a model folder or GGUF file in a published layout (AWQ INT4,
+// FP8), or a GGUF file of llama.cpp's quantized types.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "engine/awq_scaling.h"
 #include "engine/generator.h"
+#include "model_files/gguf_reader.h"
 #include "model_files/quantize_folder.h"
 #include "util/error.h"
 
@@ -55,8 +57,27 @@ void run_quantize(const QuantizeOptions& options) {
     fail("--calibration: activation-aware scaling applies to --type int4-g128 only");
   }
   ModelFolder source = ModelFolder::open(options.model_dir, QuantizedForm::Dense);
-  if (!options.calibration.empty() && !source.is_gguf() && !source.config.quantization) {
+  if (!options.calibration.empty() && !source.config.quantization) {
+    // The scaling re-stores the weights it scales in their own dtype: float matrices only.
+    for (const std::string& name : source.weights.names()) {
+      if (const DType dtype = source.weights.get(name).dtype; !is_compute_dtype(dtype)) {
+        fail("--calibration: {} holds {} weights ({}); activation-aware scaling needs float weights (a folder, "
+             "or a bf16/f16/f32 GGUF file)",
+             options.model_dir, dtype_name(dtype), name);
+      }
+    }
     scale_from_calibration(source, options);
+  }
+  if (source.is_gguf()) {  // the file's block types, read as float and rounded to the new layout
+    std::vector<std::string> types;
+    for (const GgufTensorInfo& t : source.gguf->tensors()) {
+      std::string name(ggml_type_name(t.type));
+      for (char& ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (t.shape.size() == 2 && ggml_is_quantized(t.type) && std::find(types.begin(), types.end(), name) == types.end()) {
+        types.push_back(name);
+      }
+    }
+    print_requantize_note(options.model_dir, types, std::string(quantize_type_name(type)));
   }
   const QuantizeReport report = quantize_folder(source, options.output, type, /*show_progress=*/true);
   std::printf("wrote %s (%s, %d linear layers quantized, %.1f MB of weights from %.1f MB)\n", options.output.c_str(),
@@ -69,8 +90,10 @@ void run_quantize(const QuantizeOptions& options) {
 void add_quantize_command(CLI::App& app) {
   auto options = std::make_shared<QuantizeOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "quantize", "Write a quantized copy of a model folder in a published layout (loads in llama31 and transformers)");
-  cmd->add_option("-m,--model", options->model_dir, "Unquantized Hugging Face model folder")->required();
+      "quantize",
+      "Write a quantized copy of a model folder or GGUF file in a published layout (loads in llama31 and transformers)");
+  cmd->add_option("-m,--model", options->model_dir, "Hugging Face model folder (unquantized) or .gguf file")
+      ->required();
   cmd->add_option("-o,--output", options->output, "Output folder (absent or empty), or FILE.gguf for the GGUF types")
       ->required();
   cmd->add_option("--type", options->type,

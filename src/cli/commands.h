@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 #include "model_files/gguf_writer.h"
 
@@ -25,8 +26,11 @@ void add_chat_command(CLI::App& app);
 void add_guard_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 
-// Writes a Hugging Face folder as a GGUF file of this type, with progress (convert, and quantize's GGUF
-// types).
+// Writes a Hugging Face folder or a GGUF file as a GGUF file of this type, with progress (convert, and
+// quantize's GGUF types); a note on stderr when quantized weights are quantized again.
 void write_gguf_file(const std::string& model_dir, const std::string& output, GgufFileType type);
+// "note: SOURCE holds Q8_0 and Q6_K weights; re-quantizing them to TARGET adds its rounding on top of
+// theirs" on stderr (nothing when types is empty).
+void print_requantize_note(const std::string& source, const std::vector<std::string>& types, std::string target);
 
 }  // namespace llama31::cli

@@ -22,6 +22,9 @@ void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
                  "q8_0 or q4_0: quantize the linear layers and the head to Q8_0 or Q4_0 at load (as llama.cpp's "
                  "Q8_0 / Q4_0; int8 kernels); default: run the weights as stored")
       ->check(CLI::IsMember({"q8_0", "q4_0"}));
+  sub.add_flag("--no-repack", options.no_repack,
+               "Run the weights in their own layout: no repacking at load (Q8_0 into 16-row panels on AVX-512, "
+               "as llama.cpp's --no-repack turns off its own); same numbers, slower prefill");
   if (with_ctx) {
     sub.add_option("-c,--ctx-size", options.ctx_size,
                    "Context size in tokens (default: what the prompt and output need)")
@@ -57,7 +60,7 @@ std::unique_ptr<LoadedModel> load_model(const ModelOptions& options) {
   std::optional<DType> weights;
   if (options.weights == "q8_0") weights = DType::Q8_0;
   if (options.weights == "q4_0") weights = DType::Q4_0;
-  auto model = LoadedModel::load(dir, /*prefault=*/true, weights);
+  auto model = LoadedModel::load(dir, /*prefault=*/true, weights, /*repack=*/!options.no_repack);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& c = model->config();
   std::fprintf(stderr, "llama31: loaded %s (%d layers, %.3g B parameters, %.2f GB of weights) in %.2f s, %d threads, %s\n",

@@ -16,6 +16,7 @@ struct ModelOptions {
   int threads = 0;        // 0: all cores
   int ctx_size = 0;       // 0: what the command needs, up to the model's limit
   std::string weights;    // "q8_0" or "q4_0": re-store the matrices so at load; empty: as stored
+  bool no_repack = false; // keep the weights' own layout (no repacking for the kernels at load)
 };
 
 // Adds -m/--model, -t/--threads, --weights and (when with_ctx) -c/--ctx-size.

@@ -1,4 +1,5 @@
 #include "engine/generator.h"
+#include "engine/weight_packing.h"
 
 #include "model_files/gguf_model.h"
 #include "model_files/quantized_weights.h"
@@ -42,11 +43,12 @@ Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
 }
 
 std::unique_ptr<LoadedModel> LoadedModel::load(const std::filesystem::path& dir, bool prefault,
-                                               std::optional<DType> weights) {
+                                               std::optional<DType> weights, bool repack) {
   // Re-storing (--weights) starts from dense matrices: an int4 checkpoint's Q4_0 form leaves out its offsets.
   ModelFolder folder = ModelFolder::open(dir, weights ? QuantizedForm::Dense : QuantizedForm::Runtime);
   if (prefault) folder.weights.prefault(/*show_progress=*/true);
   if (weights) quantize_weights_in_memory(folder.weights, folder.config, *weights, /*show_progress=*/true);
+  if (repack) pack_weights_for_kernels(folder.weights, folder.config, /*show_progress=*/true);
   Tokenizer tokenizer = load_tokenizer(folder);
   return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(folder), std::move(tokenizer)));
 }

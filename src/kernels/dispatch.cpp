@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kernels/isa_table.h"
@@ -99,6 +101,10 @@ bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int o
   if ((w_type == DType::Q8_0 || w_type == DType::Q4_0) && in % 32 != 0) {
     fail("kernels::matmul: {} rows must be a multiple of 32, got {}", dtype_name(w_type), in);
   }
+  if (w_type == DType::Q8_0_R16 && !q8_0_r16_fits(out, in)) {
+    fail("kernels::matmul: Q8_0_R16 needs whole panels of {} rows of a multiple of 64 values, got [{}, {}]",
+         kQ8_0PanelRows, out, in);
+  }
   if (is_kquant_dtype(w_type) && in % 256 != 0) {
     fail("kernels::matmul: {} rows must be a multiple of 256, got {}", dtype_name(w_type), in);
   }
@@ -116,35 +122,47 @@ bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int o
   return true;
 }
 
+// The output chunks of a group of products, numbered through all of them, and the distinct weight types
+// the group's x is prepared for (each product's index into them).
+struct GroupChunks {
+  std::vector<int> first_chunk;  // of each product
+  int count = 0;
+  size_t work = 0;  // multiply-adds
+  std::vector<DType> types;
+  std::vector<size_t> type_of;  // of each product
+
+  GroupChunks(std::span<const GemmProduct> products, int rows, int in) {
+    for (const GemmProduct& product : products) {
+      const auto known = std::find(types.begin(), types.end(), product.w_type);
+      type_of.push_back(static_cast<size_t>(known - types.begin()));
+      if (known == types.end()) types.push_back(product.w_type);
+      first_chunk.push_back(count);
+      count += (product.out + kMatmulChunk - 1) / kMatmulChunk;
+      work += static_cast<size_t>(rows) * static_cast<size_t>(product.out) * static_cast<size_t>(in);
+    }
+  }
+  // The product chunk c belongs to.
+  size_t product_of(int chunk) const {
+    return static_cast<size_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), chunk) - first_chunk.begin()) - 1;
+  }
+  // Its output rows [begin, end) in that product.
+  std::pair<int, int> rows_of(int chunk, size_t product, int out) const {
+    const int begin = (chunk - first_chunk[product]) * kMatmulChunk;
+    return {begin, std::min(out, begin + kMatmulChunk)};
+  }
+};
+
 // The many-rows kernel over every chunk of every product, x prepared once per weight type for all of
 // them. Preparing (quantizing x for the int8 kernels) is split over the threads by rows in the same
 // parallel region, so the team is woken once per group and no thread idles while another quantizes.
 void many_rows(const IsaKernels& kernels, const float* x, int rows, int in, std::span<const GemmProduct> products) {
-  struct Prepared {
-    DType type;
-    size_t row_floats;  // 0: the kernel reads x as given
-    size_t offset;      // of this type's rows in scratch
-  };
-  std::vector<Prepared> prepared;
+  const GroupChunks chunks(products, rows, in);
+  std::vector<size_t> row_floats, offsets;  // of each type's prepared rows in scratch (0 floats: x as given)
   size_t scratch_floats = 0;
-  auto prepared_for = [&](DType type) -> const Prepared* {
-    for (const Prepared& p : prepared) {
-      if (p.type == type) return &p;
-    }
-    return nullptr;
-  };
-  std::vector<int> first_chunk;  // of each product in the flattened list of chunks
-  int n_chunks = 0;
-  size_t work = 0;
-  for (const GemmProduct& product : products) {
-    if (prepared_for(product.w_type) == nullptr) {
-      const size_t row_floats = kernels.many_rows_scratch(1, in, product.w_type);
-      prepared.push_back({product.w_type, row_floats, scratch_floats});
-      scratch_floats += row_floats * static_cast<size_t>(rows);
-    }
-    first_chunk.push_back(n_chunks);
-    n_chunks += (product.out + kMatmulChunk - 1) / kMatmulChunk;
-    work += static_cast<size_t>(rows) * static_cast<size_t>(product.out) * static_cast<size_t>(in);
+  for (const DType type : chunks.types) {
+    row_floats.push_back(kernels.many_rows_scratch(1, in, type));
+    offsets.push_back(scratch_floats);
+    scratch_floats += row_floats.back() * static_cast<size_t>(rows);
   }
   thread_local std::vector<float> scratch;
   if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
@@ -152,29 +170,28 @@ void many_rows(const IsaKernels& kernels, const float* x, int rows, int in, std:
   constexpr int kPrepareRows = 8;
   const int row_slices = (rows + kPrepareRows - 1) / kPrepareRows;
   const int threads = threads_to_use();
-  const bool parallel = threads > 1 && n_chunks > 1 && work >= kParallelMinWork && !omp_in_parallel();
+  const bool parallel = threads > 1 && chunks.count > 1 && chunks.work >= kParallelMinWork && !omp_in_parallel();
 #pragma omp parallel num_threads(threads) if (parallel)
   {
 #pragma omp for schedule(static)
-    for (int item = 0; item < row_slices * static_cast<int>(prepared.size()); ++item) {
-      const Prepared& p = prepared[static_cast<size_t>(item / row_slices)];
+    for (int item = 0; item < row_slices * static_cast<int>(chunks.types.size()); ++item) {
+      const auto type = static_cast<size_t>(item / row_slices);
       const int r0 = (item % row_slices) * kPrepareRows;
-      if (p.row_floats == 0) continue;
-      float* rows_scratch = scratch_rows + p.offset + static_cast<size_t>(r0) * p.row_floats;
+      if (row_floats[type] == 0) continue;
+      float* rows_scratch = scratch_rows + offsets[type] + static_cast<size_t>(r0) * row_floats[type];
       const float* result = kernels.many_rows_prepare(x + static_cast<size_t>(r0) * static_cast<size_t>(in),
-                                                      std::min(kPrepareRows, rows - r0), in, p.type, rows_scratch);
+                                                      std::min(kPrepareRows, rows - r0), in, chunks.types[type],
+                                                      rows_scratch);
       (void)result;  // the rows land in rows_scratch (the tables' contract, isa_table.h)
     }
 #pragma omp for schedule(static)
-    for (int chunk = 0; chunk < n_chunks; ++chunk) {
-      const size_t index = static_cast<size_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), chunk) -
-                                               first_chunk.begin()) - 1;
+    for (int chunk = 0; chunk < chunks.count; ++chunk) {
+      const size_t index = chunks.product_of(chunk);
       const GemmProduct& product = products[index];
-      const Prepared& p = *prepared_for(product.w_type);
-      const float* x_prepared = p.row_floats == 0 ? x : scratch_rows + p.offset;
-      const int o_begin = (chunk - first_chunk[index]) * kMatmulChunk;
-      kernels.many_rows_range(x_prepared, rows, product.w, product.w_type, in, o_begin,
-                              std::min(product.out, o_begin + kMatmulChunk), product.y,
+      const size_t type = chunks.type_of[index];
+      const float* x_prepared = row_floats[type] == 0 ? x : scratch_rows + offsets[type];
+      const auto [o_begin, o_end] = chunks.rows_of(chunk, index, product.out);
+      kernels.many_rows_range(x_prepared, rows, product.w, product.w_type, in, o_begin, o_end, product.y,
                               static_cast<size_t>(product.out));
     }
   }
@@ -183,6 +200,12 @@ void many_rows(const IsaKernels& kernels, const float* x, int rows, int in, std:
 }  // namespace
 
 int small_rows() { return kSmallRows; }
+
+DType packed_weight_type(DType w_type, int64_t out, int64_t in) {
+  const bool vnni_panels = std::string_view(isa().name) == "avx512";  // q8_0_gemm_avx512.cpp
+  if (w_type == DType::Q8_0 && vnni_panels && q8_0_r16_fits(out, in)) return DType::Q8_0_R16;
+  return w_type;
+}
 
 void matmul_gemm(const float* x, int rows, const void* w, DType w_type, int out, int in, float* y) {
   if (!matmul_args_ok(x, rows, w, w_type, out, in, y)) return;
@@ -216,40 +239,28 @@ void matmul_group(const float* x, int rows, int in, std::span<const GemmProduct>
   }
   // x prepared once per weight type (a few rows: on the calling thread), then the chunks of every
   // product shared out in one parallel loop.
+  const GroupChunks chunks(nonempty, rows, in);
   thread_local std::vector<float> scratch;
-  std::vector<DType> types;
   std::vector<size_t> offsets;
   size_t scratch_floats = 0;
-  for (const GemmProduct& p : nonempty) {
-    if (std::find(types.begin(), types.end(), p.w_type) != types.end()) continue;
-    types.push_back(p.w_type);
+  for (const DType type : chunks.types) {
     offsets.push_back(scratch_floats);
-    scratch_floats += kernels.small_rows_scratch(rows, in, p.w_type);
+    scratch_floats += kernels.small_rows_scratch(rows, in, type);
   }
   if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-  std::vector<const float*> prepared(types.size());
-  for (size_t t = 0; t < types.size(); ++t) {
-    prepared[t] = kernels.small_rows_prepare(x, rows, in, types[t], scratch.data() + offsets[t]);
-  }
-  std::vector<int> first_chunk;
-  int n_chunks = 0;
-  size_t work = 0;
-  for (const GemmProduct& p : nonempty) {
-    first_chunk.push_back(n_chunks);
-    n_chunks += (p.out + kMatmulChunk - 1) / kMatmulChunk;
-    work += static_cast<size_t>(rows) * static_cast<size_t>(p.out) * static_cast<size_t>(in);
+  std::vector<const float*> prepared(chunks.types.size());
+  for (size_t t = 0; t < chunks.types.size(); ++t) {
+    prepared[t] = kernels.small_rows_prepare(x, rows, in, chunks.types[t], scratch.data() + offsets[t]);
   }
   const int threads = threads_to_use();
-  const bool parallel = threads > 1 && n_chunks > 1 && work >= kParallelMinWork && !omp_in_parallel();
+  const bool parallel = threads > 1 && chunks.count > 1 && chunks.work >= kParallelMinWork && !omp_in_parallel();
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-  for (int chunk = 0; chunk < n_chunks; ++chunk) {
-    const size_t index = static_cast<size_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), chunk) -
-                                             first_chunk.begin()) - 1;
+  for (int chunk = 0; chunk < chunks.count; ++chunk) {
+    const size_t index = chunks.product_of(chunk);
     const GemmProduct& p = nonempty[index];
-    const size_t type = static_cast<size_t>(std::find(types.begin(), types.end(), p.w_type) - types.begin());
-    const int o_begin = (chunk - first_chunk[index]) * kMatmulChunk;
-    kernels.small_rows_range(prepared[type], rows, p.w, p.w_type, in, o_begin, std::min(p.out, o_begin + kMatmulChunk),
-                             p.y, static_cast<size_t>(p.out));
+    const auto [o_begin, o_end] = chunks.rows_of(chunk, index, p.out);
+    kernels.small_rows_range(prepared[chunks.type_of[index]], rows, p.w, p.w_type, in, o_begin, o_end, p.y,
+                             static_cast<size_t>(p.out));
   }
 }
 

@@ -53,6 +53,11 @@ void matmul_gemm_group(const float* x, int rows, int in, std::span<const GemmPro
 // The same for matmul: each product bit for bit what matmul gives it alone.
 void matmul_group(const float* x, int rows, int in, std::span<const GemmProduct> products);
 
+// The layout the active level multiplies a [out][in] matrix of w_type fastest in, for weights repacked
+// once at load: Q8_0_R16 for Q8_0 on AVX-512 where the shape fits (util/dtype.h), otherwise w_type. Every
+// level multiplies every layout (the others run Q8_0_R16 on the scalar twin), with the same numbers.
+DType packed_weight_type(DType w_type, int64_t out, int64_t in);
+
 // Rows up to which matmul takes the matrix-vector kernel, whose per-row results do not depend on the
 // number of rows either.
 int small_rows();

@@ -120,7 +120,9 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
   }
 }
 
+// Q8_0_R16 (the AVX-512 layout) goes to the scalar twin with x as given.
 size_t small_rows_scratch(int rows, int in, DType w_type) {
+  if (w_type == DType::Q8_0_R16) return 0;
   if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
@@ -130,6 +132,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
 // Copies x into zero-padded rows of a multiple of 16; for BF16 weights each block of 16 is stored as
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
+  if (w_type == DType::Q8_0_R16) return x;
   if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
@@ -164,6 +167,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::Q5_K:
     case DType::Q6_K: kquant_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0_R16: scalar::matmul_range(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // AVX-512 layout
     case DType::I32: break;  // rejected by kernels::matmul
   }
 }
@@ -296,6 +300,7 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::Q5_K:
     case DType::Q6_K: kquant_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
+    case DType::Q8_0_R16: scalar::matmul_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // AVX-512 layout
     case DType::I32: break;  // rejected by kernels::matmul
   }
 }

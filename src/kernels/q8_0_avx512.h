@@ -21,4 +21,9 @@ const float* q8_0_many_prepare(const float* x, int rows, int in, float* scratch)
 void q8_0_many_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
                     size_t ldy);
 
+// Q8_0_R16 weights (util/dtype.h) for any number of rows, from q8_0_many_prepare's x: the many-rows
+// kernel without its repacking, for decode and prefill alike. o_begin and o_end are whole panels of 16.
+void q8_0_r16_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                   size_t ldy);
+
 }  // namespace llama31::kernels::avx512

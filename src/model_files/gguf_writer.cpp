@@ -1,5 +1,6 @@
 #include "model_files/gguf_writer.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_files/gguf_reader.h"
 #include "util/error.h"
 
 namespace llama31 {
@@ -38,22 +40,24 @@ size_t element_count(const std::vector<int64_t>& shape) {
   return n;
 }
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{} is not valid JSON: {}", path.string(), e.what());
-  }
-}
-
 // A stored tensor's rows converted to `type`: each row read as float, then quantized (or rounded) as
-// llama.cpp does; rows in parallel (the K types search per block and are slow on a large model).
+// llama.cpp does; rows in parallel (the K types search per block and are slow on a large model). Rows
+// already of that type are not rounded again: the float types and the K-quants (kept as GGUF's blocks)
+// are copied, Q8_0 and Q4_0 moved back from the kernels' row layout into GGUF's blocks.
 std::vector<uint8_t> convert_tensor(const TensorView& view, GgmlType type) {
   const int64_t in = view.shape.back();
   const size_t rows = static_cast<size_t>(view.numel() / in);
   const size_t out_row = ggml_row_bytes(type, in);
+  if ((view.dtype == DType::Q8_0 && type == GgmlType::Q8_0) || (view.dtype == DType::Q4_0 && type == GgmlType::Q4_0)) {
+    const auto* src = reinterpret_cast<const uint8_t*>(view.data);
+    const size_t src_row = row_bytes(view.dtype, in);
+    std::vector<uint8_t> out(rows * out_row);
+    for (size_t row = 0; row < rows; ++row) {
+      if (type == GgmlType::Q8_0) q8_0_row_to_ggml(src + row * src_row, static_cast<size_t>(in), out.data() + row * out_row);
+      else q4_0_row_to_ggml(src + row * src_row, static_cast<size_t>(in), out.data() + row * out_row);
+    }
+    return out;
+  }
   const bool same = (view.dtype == DType::F32 && type == GgmlType::F32) ||
                     (view.dtype == DType::F16 && type == GgmlType::F16) ||
                     (view.dtype == DType::BF16 && type == GgmlType::BF16) ||
@@ -90,9 +94,8 @@ struct GgufVocabulary {
   std::map<std::string, int> ids;
 };
 
-GgufVocabulary read_vocabulary(const std::filesystem::path& tokenizer_json, int vocab_size) {
-  const nlohmann::json j = read_json(tokenizer_json);
-  const std::string source = tokenizer_json.string();
+// j: tokenizer.json's content (ModelFolder::tokenizer_document); source names it in errors.
+GgufVocabulary read_vocabulary(const nlohmann::json& j, const std::string& source, int vocab_size) {
   if (!j.contains("model") || !j["model"].contains("vocab") || !j["model"]["vocab"].is_object()) {
     fail("{}: model.vocab missing or not an object", source);
   }
@@ -157,6 +160,27 @@ GgmlType fallback_type(GgmlType type, int64_t columns, const std::string& name) 
     default: break;  // a 32-block type already
   }
   return columns % ggml_block_values(smaller) == 0 ? smaller : GgmlType::F16;
+}
+
+// The Hugging Face tensors a GGUF file holds, in the order llama.cpp's converter writes them.
+std::vector<std::string> exported_tensor_names(const LlamaConfig& c) {
+  std::vector<std::string> hf_names = {"model.embed_tokens.weight"};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    for (const char* suffix : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                               "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+                               "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}) {
+      hf_names.push_back(layer_tensor_name(l, suffix));
+    }
+  }
+  hf_names.push_back("model.norm.weight");
+  if (!c.tie_word_embeddings) hf_names.push_back("lm_head.weight");
+  return hf_names;
+}
+
+std::string upper(std::string_view text) {
+  std::string out(text);
+  for (char& ch : out) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return out;
 }
 
 // "blk.N." -> N; -1 for tensors outside the blocks.
@@ -448,7 +472,11 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
   GgufWriter w;
   w.add_string("general.architecture", "llama");
   w.add_string("general.type", "model");
-  const std::string name = std::filesystem::absolute(model.dir).lexically_normal().filename().string();
+  // The folder's name, or a GGUF source's own general.name (its file name without .gguf when it has none).
+  std::string name = std::filesystem::absolute(model.dir).lexically_normal().filename().string();
+  if (model.is_gguf()) {
+    name = model.gguf->find_string("general.name").value_or(std::filesystem::path(name).stem().string());
+  }
   w.add_string("general.name", name.empty() ? "llama" : name);
   w.add_uint32("llama.block_count", static_cast<uint32_t>(c.num_hidden_layers));
   w.add_uint32("llama.context_length", static_cast<uint32_t>(c.max_position_embeddings));
@@ -465,24 +493,39 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
   w.add_uint32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
   w.add_uint32("general.quantization_version", 2);
 
-  // Tokenizer: byte-level BPE with Llama 3's pre-tokenizer, as convert_hf_to_gguf.py's _set_vocab_gpt2.
-  const GgufVocabulary vocab = read_vocabulary(model.tokenizer_json, c.vocab_size);
-  nlohmann::json tokenizer_config = nlohmann::json::object();
-  if (!model.tokenizer_config_json.empty() && std::filesystem::exists(model.tokenizer_config_json)) {
-    tokenizer_config = read_json(model.tokenizer_config_json);
-  }
+  // Tokenizer: byte-level BPE with Llama 3's pre-tokenizer, as convert_hf_to_gguf.py's _set_vocab_gpt2. The
+  // documents are tokenizer.json / tokenizer_config.json of a folder, or a GGUF source's tokenizer.ggml.*
+  // translated to them (which read back into the same arrays).
+  const std::string tokenizer_source = model.is_gguf() ? model.dir.string() : model.tokenizer_json.string();
+  const GgufVocabulary vocab = read_vocabulary(model.tokenizer_document(), tokenizer_source, c.vocab_size);
+  const nlohmann::json tokenizer_config = model.tokenizer_config_document();
   w.add_string("tokenizer.ggml.model", "gpt2");
   w.add_string("tokenizer.ggml.pre", "llama-bpe");
   w.add_string_array("tokenizer.ggml.tokens", vocab.tokens);
   w.add_int32_array("tokenizer.ggml.token_type", vocab.token_types);
   w.add_string_array("tokenizer.ggml.merges", vocab.merges);
+  // A GGUF source names exactly the ids it has (its config's end tokens also count eot/eom and token texts).
   std::optional<int> bos = named_token(tokenizer_config, "bos_token", vocab);
-  if (!bos) bos = c.bos_token_id ? c.bos_token_id : model.generation.bos_token_id;
+  if (!bos && !model.is_gguf()) bos = c.bos_token_id ? c.bos_token_id : model.generation.bos_token_id;
   std::optional<int> eos = named_token(tokenizer_config, "eos_token", vocab);
-  if (!eos && !c.eos_token_ids.empty()) eos = c.eos_token_ids.front();
+  if (!eos && !model.is_gguf() && !c.eos_token_ids.empty()) eos = c.eos_token_ids.front();
   if (bos) w.add_uint32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(*bos));
   if (eos) w.add_uint32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(*eos));
-  w.add_bool("tokenizer.ggml.add_bos_token", bos.has_value());  // Llama 3's post-processor prepends BOS
+  // Llama 3's post-processor prepends BOS; a GGUF source keeps its own flag.
+  std::optional<bool> add_bos;
+  if (model.is_gguf()) add_bos = model.gguf->find_bool("tokenizer.ggml.add_bos_token");
+  w.add_bool("tokenizer.ggml.add_bos_token", add_bos.value_or(bos.has_value()));
+  if (model.is_gguf()) {  // the other special-token keys llama.cpp's converter may have written
+    for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id",
+                            "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id"}) {
+      if (auto id = model.gguf->find_uint(key); id && *id < vocab.tokens.size()) {
+        w.add_uint32(key, static_cast<uint32_t>(*id));
+      }
+    }
+    if (auto add_eos = model.gguf->find_bool("tokenizer.ggml.add_eos_token")) {
+      w.add_bool("tokenizer.ggml.add_eos_token", *add_eos);
+    }
+  }
   if (tokenizer_config.contains("chat_template")) {
     const auto& t = tokenizer_config["chat_template"];
     if (t.is_string()) {
@@ -495,18 +538,11 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
   }
 
   // Tensors, in the order llama.cpp's converter writes them: extra rope_freqs first, then the weights.
-  std::vector<std::string> hf_names = {"model.embed_tokens.weight"};
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    for (const char* suffix : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                               "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-                               "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}) {
-      hf_names.push_back(layer_tensor_name(l, suffix));
-    }
-  }
-  hf_names.push_back("model.norm.weight");
-  if (!c.tie_word_embeddings) hf_names.push_back("lm_head.weight");
+  const std::vector<std::string> hf_names = exported_tensor_names(c);
 
-  const std::vector<float> rope_factors = llama3_rope_factors(c);
+  // rope_freqs from rope_scaling, or as a GGUF source stored them (its config has the factors, no scaling).
+  std::vector<float> rope_factors = llama3_rope_factors(c);
+  if (rope_factors.empty()) rope_factors.assign(c.rope_frequency_factors.begin(), c.rope_frequency_factors.end());
   const size_t total = hf_names.size() + (rope_factors.empty() ? 0 : 1);
   size_t index = 0;
   auto progress = [&options, total](const std::string& gguf_name, size_t i) {
@@ -531,6 +567,17 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
     if (hf_name.ends_with("self_attn.q_proj.weight")) permute_heads = c.num_attention_heads;
     if (hf_name.ends_with("self_attn.k_proj.weight")) permute_heads = c.num_key_value_heads;
     const size_t i = index++;
+    // A GGUF source's tensor of the type asked for is written as the file holds it (bit for bit, rows
+    // already in llama.cpp's rotary order); Q5_0, which runs re-stored as Q8_0, stays Q5_0 this way.
+    const GgufTensorInfo* stored = model.is_gguf() ? model.gguf->find_tensor(gguf_name) : nullptr;
+    if (stored != nullptr && stored->type == type && stored->shape == view.shape) {
+      w.add_tensor(gguf_name, type, view.shape, [stored, gguf_name, i, progress] {
+        progress(gguf_name, i);
+        const auto* data = reinterpret_cast<const uint8_t*>(stored->data);
+        return std::vector<uint8_t>(data, data + stored->nbytes);
+      });
+      continue;
+    }
     w.add_tensor(gguf_name, type, view.shape, [&view, gguf_name, type, permute_heads, head_dim, i, progress] {
       progress(gguf_name, i);
       std::vector<uint8_t> bytes = convert_tensor(view, type);
@@ -542,6 +589,50 @@ void export_gguf(const ModelFolder& model, const std::filesystem::path& out, con
     });
   }
   w.write(out);
+}
+
+std::vector<std::string> gguf_requantized_sources(const ModelFolder& model, GgufFileType type) {
+  if (type == GgufFileType::F32 || type == GgufFileType::F16 || type == GgufFileType::BF16) return {};
+  // A quantized checkpoint is read dense, but its numbers are its quantization's.
+  if (model.config.quantization) return {upper(quant_method_name(model.config.quantization->method))};
+  std::vector<std::string> sources;
+  const GgufTypeContext context = gguf_type_context(model.config);
+  for (const std::string& hf_name : exported_tensor_names(model.config)) {
+    const TensorView& view = model.weights.get(hf_name);
+    if (view.shape.size() < 2 || is_compute_dtype(view.dtype)) continue;
+    const std::string gguf_name = gguf_tensor_name(hf_name);
+    // As the file stores it: a GGUF's Q5_0 runs re-stored as Q8_0 but is written back as Q5_0.
+    const GgufTensorInfo* stored = model.is_gguf() ? model.gguf->find_tensor(gguf_name) : nullptr;
+    const GgmlType from = stored != nullptr ? stored->type : ggml_type_for(view.dtype);
+    const GgmlType to = gguf_tensor_type(type, gguf_name, view.shape, context);
+    if (!ggml_is_quantized(from) || !ggml_is_quantized(to) || from == to) continue;
+    const std::string name = upper(ggml_type_name(from));
+    if (std::find(sources.begin(), sources.end(), name) == sources.end()) sources.push_back(name);
+  }
+  return sources;
+}
+
+std::optional<RopeScaling> llama3_rope_scaling_for_factors(const LlamaConfig& config, const std::string& source) {
+  if (config.rope_scaling || config.rope_frequency_factors.empty()) return config.rope_scaling;
+  const std::vector<double>& factors = config.rope_frequency_factors;
+  const double largest = *std::max_element(factors.begin(), factors.end());
+  if (std::all_of(factors.begin(), factors.end(), [](double f) { return f == 1.0; })) return std::nullopt;
+  // Llama 3.1 (factor 8) and 3.2 (factor 32) share the band: low_freq_factor 1, high_freq_factor 4,
+  // original_max_position_embeddings 8192. The stored factors are f32 of the same formula.
+  LlamaConfig candidate = config;
+  candidate.rope_frequency_factors.clear();
+  candidate.rope_scaling = RopeScaling{"llama3", largest, 1.0, 4.0, 8192};
+  const std::vector<float> expected = llama3_rope_factors(candidate);
+  bool match = expected.size() == factors.size();
+  for (size_t i = 0; match && i < factors.size(); ++i) {
+    match = std::fabs(static_cast<double>(expected[i]) - factors[i]) <= 1e-6 * std::max(1.0, factors[i]);
+  }
+  if (!match) {
+    fail("{}: rope_freqs.weight is not llama3 rope scaling with low_freq_factor 1, high_freq_factor 4 and "
+         "original_max_position_embeddings 8192 (as Llama 3.1 and 3.2); config.json cannot state it",
+         source);
+  }
+  return candidate.rope_scaling;
 }
 
 }  // namespace llama31

@@ -1,7 +1,7 @@
 // A minimal GGUF (version 3) writer: metadata key/values and tensors of any ggml type, and the export of a
-// Hugging Face Llama 3.1 folder to the GGUF llama.cpp loads, with the metadata, tensor names, Q/K row
-// permutation and rope_freqs tensor that llama.cpp's convert_hf_to_gguf.py produces, and the per-tensor
-// types llama-quantize picks for the quantized file types.
+// Hugging Face Llama 3.1 folder (or a GGUF file, rewritten as another file type) to the GGUF llama.cpp
+// loads, with the metadata, tensor names, Q/K row permutation and rope_freqs tensor that llama.cpp's
+// convert_hf_to_gguf.py produces, and the per-tensor types llama-quantize picks for the quantized file types.
 #pragma once
 
 #include <cstdint>
@@ -114,8 +114,16 @@ struct GgufExportOptions {
   std::function<void(const std::string& name, size_t index, size_t count)> on_tensor;
 };
 
-// Converts a validated HF Llama folder to a GGUF llama.cpp can load (general.architecture = "llama").
+// Converts a validated HF Llama folder, or a GGUF file opened as one, to a GGUF llama.cpp can load
+// (general.architecture = "llama"). The vocabulary, special tokens and chat template come from the
+// model's tokenizer documents; a GGUF source's tensors of the type asked for are copied as the file holds
+// them, others read as float and quantized again (Q8_0 / Q4_0 rows of the same type moved, not rounded).
 void export_gguf(const ModelFolder& model, const std::filesystem::path& out, const GgufExportOptions& options = {});
+
+// What writing `model` as `type` rounds a second time: the quantized source types ("Q8_0", "Q4_K", ... as
+// the source file stores them, or a quantized checkpoint's method, "AWQ") of matrices that get another
+// quantized type, in order of appearance. Empty for float targets, float sources and same-type copies.
+std::vector<std::string> gguf_requantized_sources(const ModelFolder& model, GgufFileType type);
 
 // The row permutation convert_hf_to_gguf.py applies to q_proj / k_proj (LlamaModel.permute): HF keeps
 // the two rotary halves of a head apart, llama.cpp's rope pairs neighbours. Row (head, half, j) moves to
@@ -126,5 +134,10 @@ std::vector<uint8_t> permute_rotary_rows(const std::vector<uint8_t>& data, int64
 // The llama3 rope factors convert_hf_to_gguf.py stores as rope_freqs.weight (llama.cpp divides each
 // rotary frequency by its factor): 1 for short wavelengths, factor for long ones, blended between.
 std::vector<float> llama3_rope_factors(const LlamaConfig& config);
+// The llama3 rope_scaling a config read from GGUF (rope_frequency_factors, no rope_scaling) stands for, as
+// config.json states it: config.rope_scaling when set, nullopt when there are no factors or all are 1.
+// Matches the factors against Llama 3.1's and 3.2's band (low 1, high 4, original 8192, factor the largest
+// stored); fails naming source when they are something else.
+std::optional<RopeScaling> llama3_rope_scaling_for_factors(const LlamaConfig& config, const std::string& source);
 
 }  // namespace llama31

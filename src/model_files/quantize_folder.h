@@ -25,7 +25,9 @@ struct QuantizeReport {
 };
 
 // Writes config.json (with quantization_config), the tokenizer and generation files, and the weights
-// (sharded past 4 GiB) into out, which must be absent or empty. The source must be unquantized.
+// (sharded past 4 GiB) into out, which must be absent or empty. The source must not be a quantized
+// checkpoint; a GGUF file is read as float (its block types too) and gives the tokenizer files its metadata
+// stands for, rope_scaling from its rope_freqs, and kept tensors widened to f16 (int4-g128) or bf16 (fp8).
 QuantizeReport quantize_folder(const ModelFolder& source, const std::filesystem::path& out, QuantizeType type,
                                bool show_progress);
 

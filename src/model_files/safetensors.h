@@ -65,6 +65,10 @@ class TensorStore {
   // held in memory is freed). data must hold the tensor's bytes (rows of row_bytes(dtype, shape.back())).
   const TensorView& add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
                               std::vector<std::byte> data);
+  // The same for nbytes at `data`, storage the caller allocated (aligned for the kernels: repacked
+  // weights), kept alive by the store until the tensor is replaced.
+  const TensorView& add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                              std::shared_ptr<const std::byte> data, size_t nbytes);
   // Adds a tensor whose bytes stay in a mapped file (a GGUF file's), which the store keeps open.
   const TensorView& add_mapped(TensorView view, std::shared_ptr<const MappedFile> file);
   // A store with no tensors yet; errors name `source` (a GGUF file's path).
@@ -84,7 +88,9 @@ class TensorStore {
     TensorView view;
     std::vector<std::byte> bytes;                // the tensor's bytes, or empty when
     std::shared_ptr<const MappedFile> mapping;  // they lie in this mapping
+    std::shared_ptr<const std::byte> storage;   // or in this caller-allocated storage
   };
+  const TensorView& insert_owned(std::unique_ptr<OwnedTensor> owned);
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<std::unique_ptr<OwnedTensor>> owned_;
   std::map<std::string, const TensorView*> by_name_;

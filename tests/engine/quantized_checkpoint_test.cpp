@@ -11,6 +11,7 @@
 #include <span>
 
 #include "engine/generator.h"
+#include "kernels/kernels.h"
 #include "engine/llama_model.h"
 #include "logits_test_support.h"
 #include "model_files/quantized_weights.h"
@@ -271,8 +272,10 @@ TEST(Q8_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnHalfTheBytes) {
   write_test_model(dir.path());
   const auto stored = LoadedModel::load(dir.path());
   const auto q8 = LoadedModel::load(dir.path(), /*prefault=*/false, DType::Q8_0);
-  EXPECT_EQ(q8->folder().weights.get("model.layers.1.mlp.up_proj.weight").dtype, DType::Q8_0);
-  EXPECT_EQ(q8->folder().weights.get("lm_head.weight").dtype, DType::Q8_0);
+  for (const char* name : {"model.layers.1.mlp.up_proj.weight", "lm_head.weight"}) {
+    const TensorView& w = q8->folder().weights.get(name);  // Q8_0, repacked where the kernels want it so
+    EXPECT_EQ(w.dtype, kernels::packed_weight_type(DType::Q8_0, w.shape[0], w.shape[1])) << name;
+  }
   EXPECT_EQ(q8->folder().weights.get("model.embed_tokens.weight").dtype, DType::Q8_0);  // as llama.cpp's Q8_0
   // bf16 is 2 bytes a weight, Q8_0 34 bytes per 32; the norms stay fp32.
   EXPECT_LT(static_cast<double>(q8->model().bytes_read_per_token()),
