@@ -259,35 +259,28 @@ size_t TensorStore::total_bytes() const {
 
 const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
                                          std::vector<std::byte> data) {
-  auto owned = std::make_unique<OwnedTensor>();
-  owned->view.name = name;
-  owned->view.dtype = dtype;
-  owned->view.shape = std::move(shape);
-  owned->bytes = std::move(data);
-  owned->view.data = owned->bytes.data();
-  owned->view.nbytes = owned->bytes.size();
-  return insert_owned(std::move(owned));
+  // The vector becomes the storage: a shared pointer to its bytes that owns the vector.
+  auto bytes = std::make_shared<std::vector<std::byte>>(std::move(data));
+  const size_t nbytes = bytes->size();
+  const std::byte* first = bytes->data();
+  return add_owned(name, dtype, std::move(shape), std::shared_ptr<const std::byte>(std::move(bytes), first), nbytes);
 }
 
-const TensorView& TensorStore::add_owned(const std::string& name, DType dtype, std::vector<int64_t> shape,
+const TensorView& TensorStore::add_owned(const std::string& name_ref, DType dtype, std::vector<int64_t> shape,
                                          std::shared_ptr<const std::byte> data, size_t nbytes) {
+  const std::string name = name_ref;  // name_ref may be the replaced tensor's own name, freed below
   auto owned = std::make_unique<OwnedTensor>();
   owned->view.name = name;
   owned->view.dtype = dtype;
   owned->view.shape = std::move(shape);
+  owned->view.file = dir_;
   owned->storage = std::move(data);
   owned->view.data = owned->storage.get();
   owned->view.nbytes = nbytes;
-  return insert_owned(std::move(owned));
-}
-
-const TensorView& TensorStore::insert_owned(std::unique_ptr<OwnedTensor> owned) {
-  const std::string name = owned->view.name;  // a copy: the replaced tensor's name is freed below
-  owned->view.file = dir_;
   const int64_t numel = owned->view.numel();
   const int64_t row = owned->view.shape.empty() ? 1 : owned->view.shape.back();
-  if (row <= 0 || owned->view.nbytes != static_cast<size_t>(numel / row) * row_bytes(owned->view.dtype, row)) {
-    fail("tensor {}: {} bytes for shape {}", name, owned->view.nbytes, owned->view.shape_string());
+  if (row <= 0 || nbytes != static_cast<size_t>(numel / row) * row_bytes(dtype, row)) {
+    fail("tensor {}: {} bytes for shape {}", name, nbytes, owned->view.shape_string());
   }
   // A tensor this replaces that was itself held in memory is freed (views of it become invalid).
   std::erase_if(owned_, [&](const std::unique_ptr<OwnedTensor>& t) { return t->view.name == name; });

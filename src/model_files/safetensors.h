@@ -86,11 +86,9 @@ class TensorStore {
   std::filesystem::path dir_;
   struct OwnedTensor {
     TensorView view;
-    std::vector<std::byte> bytes;                // the tensor's bytes, or empty when
+    std::shared_ptr<const std::byte> storage;   // the tensor's bytes, or null when
     std::shared_ptr<const MappedFile> mapping;  // they lie in this mapping
-    std::shared_ptr<const std::byte> storage;   // or in this caller-allocated storage
   };
-  const TensorView& insert_owned(std::unique_ptr<OwnedTensor> owned);
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<std::unique_ptr<OwnedTensor>> owned_;
   std::map<std::string, const TensorView*> by_name_;
