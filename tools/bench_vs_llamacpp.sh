@@ -3,7 +3,8 @@
 # with random weights (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, tied 128256
 # vocabulary, bf16): prompt processing of 512 tokens and generation of 128, same thread count, plus decode
 # speed as a fraction of the memory-bandwidth limit (each engine's weight bytes per token over the read
-# bandwidth measured in the same run).
+# bandwidth measured beside it: llama31 bench sweeps its own weights around each decode run, the probe
+# (tools/peer/bandwidth_probe.cpp) reads memory right before and after llama.cpp's run).
 # -q q8_0|q4_0|q4_k_m runs both engines on the same GGUF file, written by `llama31 convert --type` with
 # llama-quantize's per-tensor types and rounding (llama31 runs Q8_0 and Q4_0 tensors as they are and
 # re-stores the K types as Q8_0); bf16 runs llama31 on the folder and llama.cpp on its bf16 GGUF.
@@ -28,7 +29,7 @@ while getopts "t:r:q:b:w:h" opt; do
     r) repetitions="${OPTARG}" ;;
     b) binary="${OPTARG}" ;;
     w) work="${OPTARG}" ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
   esac
 done
 
@@ -74,34 +75,37 @@ fi
 
 echo "== llama31 bench (${threads} threads)" >&2
 ours="$("${binary}" bench -m "${ours_model}" -p 512 -n 128 -r "${repetitions}" -t "${threads}" --json | tail -n 1)"
+# llama.cpp does not measure bandwidth itself: the probe reads memory right before and after its run.
+g++ -O3 -march=native -fopenmp "${root}/tools/peer/bandwidth_probe.cpp" -o "${work}/bandwidth_probe"
+bandwidth_before="$("${work}/bandwidth_probe" "${threads}" 1024)"
 echo "== llama.cpp bench (${threads} threads)" >&2
 theirs="$(cd "${root}/tools/peer" && node bench.mjs --model "${gguf}" --prompt 512 --gen 128 \
   --threads "${threads}" --repetitions "${repetitions}" | tail -n 1)"
-echo "== memory read bandwidth (${threads} threads)" >&2
-g++ -O3 -march=native -fopenmp "${root}/tools/peer/bandwidth_probe.cpp" -o "${work}/bandwidth_probe"
-bandwidth="$("${work}/bandwidth_probe" "${threads}" 1024)"
+bandwidth_after="$("${work}/bandwidth_probe" "${threads}" 1024)"
 
 # llama.cpp reads its GGUF file's tensors per token (the model is tied: the embedding is the head); the
 # file's size stands for them (its metadata is ~5 MB). llama31's own figure is what it holds in memory.
 gguf_bytes="$(stat -c %s "${gguf}")"
-OURS="${ours}" THEIRS="${theirs}" BANDWIDTH="${bandwidth}" THREADS="${threads}" QUANT="${quant}" PEER_TYPE="${peer_type}" \
+OURS="${ours}" THEIRS="${theirs}" BEFORE="${bandwidth_before}" AFTER="${bandwidth_after}" THREADS="${threads}" QUANT="${quant}" PEER_TYPE="${peer_type}" \
   GGUF_BYTES="${gguf_bytes}" node -e '
 const ours = JSON.parse(process.env.OURS), theirs = JSON.parse(process.env.THEIRS);
-const bw = JSON.parse(process.env.BANDWIDTH);
+// llama31 measures its read bandwidth itself, beside each decode run (llama31 bench: read_gb_per_s);
+// llama.cpp's is the probe's mean before and after its run.
+const peerGbps = (JSON.parse(process.env.BEFORE).read_gb_per_s + JSON.parse(process.env.AFTER).read_gb_per_s) / 2;
 // Decode reads every matrix once per token (the output head included, the embedding table not).
 const weightBytes = ours.bytes_read_per_token ?? ours.weight_bytes;
 const theirBytes = Number(process.env.GGUF_BYTES);
-const gbps = bw.read_gb_per_s * 1e9;
 const f = (x) => x.toFixed(2);
-const pct = (x, bytes) => (100 * x * bytes / gbps).toFixed(0) + "%";
+const pct = (x, bytes, gbps) => (100 * x * bytes / (gbps * 1e9)).toFixed(0) + "%";
 console.log(`Llama 3.2 1B shape, ${process.env.QUANT}, ${process.env.THREADS} threads; bytes per token: llama31 ${(weightBytes / 1e9).toFixed(2)} GB, ` +
-            `llama.cpp ${(theirBytes / 1e9).toFixed(2)} GB (its GGUF file); read bandwidth ${f(bw.read_gb_per_s)} GB/s`);
+            `llama.cpp ${(theirBytes / 1e9).toFixed(2)} GB (its GGUF file); read bandwidth beside each decode run: ` +
+            `llama31 ${f(ours.read_gb_per_s)} GB/s (its own sweep of the weights), llama.cpp ${f(peerGbps)} GB/s (probe)`);
 console.log("");
 console.log("| engine | pp512 tokens/s | tg128 tokens/s | decode / bandwidth limit |");
 console.log("|---|---|---|---|");
-console.log(`| llama31 (${ours.isa}) | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${pct(ours.decode_tokens_per_s, weightBytes)} |`);
+console.log(`| llama31 (${ours.isa}) | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${(100 * ours.decode_fraction_of_bandwidth).toFixed(0)}% of ${f(ours.read_gb_per_s)} GB/s |`);
 const peerType = process.env.PEER_TYPE === process.env.QUANT ? "" : `, ${process.env.PEER_TYPE} GGUF`;
 console.log(`| llama.cpp ${theirs.llama_cpp_release ?? ""} (node-llama-cpp 3.21.1, CPU${peerType}) | ${f(theirs.prefill_tokens_per_s)} | ` +
-            `${f(theirs.decode_tokens_per_s)} | ${pct(theirs.decode_tokens_per_s, theirBytes)} |`);
+            `${f(theirs.decode_tokens_per_s)} | ${pct(theirs.decode_tokens_per_s, theirBytes, peerGbps)} of ${f(peerGbps)} GB/s |`);
 console.log(`| llama31 / llama.cpp | ${f(ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s)}x | ` +
             `${f(ours.decode_tokens_per_s / theirs.decode_tokens_per_s)}x | |`);'

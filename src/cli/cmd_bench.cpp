@@ -1,4 +1,5 @@
 // llama31 bench: prompt-processing and generation speed, like llama-bench (pp512 / tg128).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -75,10 +76,28 @@ void run_bench(const BenchOptions& o) {
     const TokenId one[1] = {model->bos_id()};
     m.forward(one, cache, Logits::Last, logits);
   }
-  std::vector<double> pp, tg;
+  // The read bandwidth decode is compared with, measured beside each decode run: the best of three
+  // sweeps over the very bytes a decode step reads, with the same threads (this machine's bandwidth
+  // moves by tens of percent within minutes, so a figure from another time says little).
+  const auto decode_reads = m.bytes_read_per_token_regions();
+  const auto bytes_per_token = static_cast<double>(m.bytes_read_per_token());
+  uint64_t checksum = 0;
+  auto read_bandwidth = [&] {
+    double best = 0.0;
+    for (int i = 0; i < 3; ++i) {
+      best = std::max(best, bytes_per_token / time_seconds([&] { checksum += kernels::read_sweep(decode_reads); }));
+    }
+    return best;
+  };
+  std::vector<double> pp, tg, bandwidth, fraction;
   for (int r = 0; r < o.repetitions; ++r) {
     if (o.n_prompt > 0) pp.push_back(o.n_prompt / time_seconds(run_prefill));
-    if (o.n_gen > 0) tg.push_back(o.n_gen / time_seconds(run_decode));
+    if (o.n_gen > 0) {
+      const double before = read_bandwidth();
+      tg.push_back(o.n_gen / time_seconds(run_decode));
+      bandwidth.push_back((before + read_bandwidth()) / 2.0);
+      fraction.push_back(tg.back() * bytes_per_token / bandwidth.back());
+    }
     std::fprintf(stderr, "llama31: bench repetition %d/%d done\n", r + 1, o.repetitions);
   }
   const auto& c = model->config();
@@ -92,7 +111,14 @@ void run_bench(const BenchOptions& o) {
                 n, s.mean, s.stdev);
   };
   if (!pp.empty()) row("pp", o.n_prompt, pp);
-  if (!tg.empty()) row("tg", o.n_gen, tg);
+  if (!tg.empty()) {
+    row("tg", o.n_gen, tg);
+    std::printf("read bandwidth: %.1f GB/s (%d threads reading the %.2f GB a decode step reads, before and after "
+                "each tg run) -> decode limit %.2f t/s; decode ran at %.0f%% of it (checksum %llx)\n",
+                stats(bandwidth).mean / 1e9, kernels::num_threads(), bytes_per_token / 1e9,
+                stats(bandwidth).mean / bytes_per_token, 100.0 * stats(fraction).mean,
+                static_cast<unsigned long long>(checksum));
+  }
   // The memory planner's prediction for this run, beside what the process really held.
   planner::InferenceMemoryOptions plan;
   plan.context = ctx;
@@ -115,6 +141,8 @@ void run_bench(const BenchOptions& o) {
                         {"isa", kernels::active_isa()},
                         {"weight_bytes", model->folder().weights.total_bytes()},
                         {"bytes_read_per_token", model->model().bytes_read_per_token()},
+                        {"read_gb_per_s", bandwidth.empty() ? 0.0 : stats(bandwidth).mean / 1e9},
+                        {"decode_fraction_of_bandwidth", fraction.empty() ? 0.0 : stats(fraction).mean},
                         {"weights", o.model.weights.empty() ? "as stored" : o.model.weights},
                         {"parameters", c.parameter_count()},
                         {"context", ctx},

@@ -64,19 +64,31 @@ LlamaModel::LlamaModel(const ModelFolder& folder) : config_(folder.config) {
 }
 
 size_t LlamaModel::bytes_read_per_token() const {
-  size_t total = lm_head_->nbytes + final_norm_.size() * sizeof(float);
+  size_t total = 0;
+  for (const auto& region : bytes_read_per_token_regions()) total += region.size();
+  return total;
+}
+
+std::vector<std::span<const std::byte>> LlamaModel::bytes_read_per_token_regions() const {
+  std::vector<std::span<const std::byte>> regions;
+  auto add_floats = [&](const float* values, size_t count) {
+    if (count > 0) regions.push_back(std::as_bytes(std::span(values, count)));
+  };
   for (const LayerWeights& layer : layers_) {
+    add_floats(layer.input_norm.data(), layer.input_norm.size());
     for (const TensorView* w : {layer.q_proj, layer.k_proj, layer.v_proj, layer.o_proj, layer.gate_proj,
                                 layer.up_proj, layer.down_proj}) {
-      total += w->nbytes;
-      if (const auto fp8 = fp8_scales_.find(w); fp8 != fp8_scales_.end()) total += fp8->second.size() * sizeof(float);
+      if (w == layer.gate_proj) add_floats(layer.post_attn_norm.data(), layer.post_attn_norm.size());
+      regions.emplace_back(w->data, w->nbytes);
+      if (const auto fp8 = fp8_scales_.find(w); fp8 != fp8_scales_.end()) add_floats(fp8->second.data(), fp8->second.size());
       if (const auto int4 = int4_extras_.find(w); int4 != int4_extras_.end()) {
-        total += static_cast<size_t>(w->shape[0]) * int4->second.groups * sizeof(float);
+        add_floats(int4->second.offsets, static_cast<size_t>(w->shape[0]) * static_cast<size_t>(int4->second.groups));
       }
     }
-    total += (layer.input_norm.size() + layer.post_attn_norm.size()) * sizeof(float);
   }
-  return total;
+  add_floats(final_norm_.data(), final_norm_.size());
+  regions.emplace_back(lm_head_->data, lm_head_->nbytes);
+  return regions;
 }
 
 void LlamaModel::rope_tables(int position, float* cos, float* sin) const {

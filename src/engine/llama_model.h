@@ -59,6 +59,8 @@ class LlamaModel {
   // Bytes of weights one decode step reads: every layer's matrices and norms, the final norm and the
   // head (an embedding row is not counted). Decode speed is bounded by this over the read bandwidth.
   size_t bytes_read_per_token() const;
+  // Those bytes themselves, in the order forward reads them (bytes_read_per_token is their total).
+  std::vector<std::span<const std::byte>> bytes_read_per_token_regions() const;
 
   // Sees the input rows of every linear layer of the decoder layers as forward computes them: the weight
   // multiplied, the rows and their width. For calibration (activation-aware quantization); it runs on

@@ -38,9 +38,9 @@ static_assert(kTile % kKeysPerPass == 0);
 static_assert(kLanes <= kAttentionLanes);
 
 inline __mmask16 tail_mask(int count) {
-  return count >= 16 ? static_cast<__mmask16>(0xffffu) : count <= 0 ? 0 : static_cast<__mmask16>((1u << count) - 1u);
+  if (count <= 0) return 0;
+  return count >= 16 ? static_cast<__mmask16>(0xffffu) : static_cast<__mmask16>((1u << count) - 1u);
 }
-
 
 // Everything one call works with.
 struct Block {

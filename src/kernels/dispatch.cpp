@@ -363,4 +363,38 @@ void set_isa(std::string_view name) {
   chosen_table.store(table_named(name, "kernels::set_isa"), std::memory_order_release);
 }
 
+// Every byte of the regions once, each thread streaming its own contiguous share of them laid end to
+// end, as decode's chunks of output rows do; `llama31 bench` times this over a decode step's weights.
+constexpr size_t kSweepLine = 64;  // shares start and end on multiples of a cache line within each region
+
+uint64_t read_sweep(std::span<const std::span<const std::byte>> regions) {
+  size_t total_bytes = 0;
+  for (const auto& r : regions) total_bytes += r.size();
+  const IsaKernels& table = isa();
+  const int threads = threads_to_use();
+  uint64_t checksum = 0;
+#pragma omp parallel num_threads(threads) reduction(^ : checksum) if (threads > 1 && !omp_in_parallel())
+  {
+    const auto team = static_cast<size_t>(omp_get_num_threads());
+    const auto me = static_cast<size_t>(omp_get_thread_num());
+    // This thread's share of the regions laid end to end; each cut is rounded down to a line of the
+    // region it falls in, the same way for the share that ends there and the one that starts there.
+    const size_t share_begin = total_bytes / team * me + std::min(me, total_bytes % team);
+    const size_t share_end = share_begin + total_bytes / team + (me < total_bytes % team ? 1 : 0);
+    size_t region_begin = 0;
+    for (const auto& r : regions) {
+      const size_t region_end = region_begin + r.size();
+      if (region_end > share_begin && region_begin < share_end) {
+        const size_t from = std::max(share_begin, region_begin) - region_begin;
+        const size_t to = std::min(share_end, region_end) - region_begin;
+        const size_t first = from / kSweepLine * kSweepLine;
+        const size_t last = to == r.size() ? to : to / kSweepLine * kSweepLine;
+        if (last > first) checksum ^= table.xor_words(r.data() + first, last - first);
+      }
+      region_begin = region_end;
+    }
+  }
+  return checksum;
+}
+
 }  // namespace llama31::kernels

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/attention_tiles.h"
 #include "kernels/kernels.h"
@@ -49,6 +50,10 @@ struct IsaKernels {
   void (*attention_rows)(const float* q, int rows, int first_pos, const KvBlocks& keys, const KvBlocks& values,
                          int n_heads, int n_kv_heads, int head_dim, int kv_head, float* out, float* scratch);
   float (*dot)(const float* a, const float* b, int n);
+  // XOR of the 64-bit words of p[0, n) (the last partial word zero-padded), reading with the widest
+  // loads the level has: read_sweep's inner loop. Narrow loads under-read this machine's memory (16-byte
+  // loads reached 12-16 GB/s on two cores where 64-byte ones reached 22-30).
+  uint64_t (*xor_words)(const std::byte* p, size_t n);
 };
 
 const IsaKernels& scalar_kernels();

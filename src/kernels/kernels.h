@@ -112,6 +112,12 @@ float dot(const float* a, const float* b, int n);
 void set_num_threads(int n);
 int num_threads();
 
+// Reads every byte of the regions once with the thread team set above, each thread streaming its own
+// contiguous share (as decode's chunks of output rows do), and returns the XOR of each region's 64-bit
+// words (its last partial word zero-padded), which does not depend on the thread count. Timed by
+// `llama31 bench` over the model's own weights: the read bandwidth decode is compared with.
+uint64_t read_sweep(std::span<const std::span<const std::byte>> regions);
+
 // Which implementation dispatch chose: "avx512", "avx2" (x86-64), "neon" (AArch64) or "scalar". The best
 // level the CPU supports, unless the environment variable LLAMA31_ISA names one (an unknown or unsupported
 // name is an Error).

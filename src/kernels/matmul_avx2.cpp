@@ -324,7 +324,8 @@ const IsaKernels& avx2_kernels() {
                                 avx2::silu_mul,
                                 avx2::attention,
                                 avx2::attention_rows,
-                                avx2::dot};
+                                avx2::dot,
+                                avx2::xor_words};
   return table;
 }
 

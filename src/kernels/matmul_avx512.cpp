@@ -505,7 +505,8 @@ const IsaKernels& avx512_kernels() {
                                 avx512::silu_mul,
                                 avx512::attention,
                                 avx512::attention_rows,
-                                avx512::dot};
+                                avx512::dot,
+                                avx512::xor_words};
   return table;
 }
 

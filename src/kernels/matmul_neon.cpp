@@ -330,7 +330,8 @@ const IsaKernels& neon_kernels() {
                                 neon::silu_mul,
                                 neon::attention,
                                 scalar::attention_rows,
-                                neon::dot};
+                                neon::dot,
+                                scalar::xor_words};  // generic 16-byte vectors: NEON registers already
   return table;
 }
 

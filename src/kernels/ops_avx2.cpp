@@ -6,6 +6,7 @@
 
 #include "kernels/avx2_reduce.h"
 #include "kernels/exp_avx2.h"
+#include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
 namespace llama31::kernels::avx2 {
@@ -66,6 +67,21 @@ void weighted_sum(const float* weight, const KvBlocks& v, size_t offset, int n_c
 }  // namespace
 
 float dot(const float* a, const float* b, int n) { return dot_inline(a, b, n); }
+
+uint64_t xor_words(const std::byte* p, size_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128) {  // two cache lines per step, one 32-byte load per half line
+    a = _mm256_xor_si256(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    b = _mm256_xor_si256(b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    c = _mm256_xor_si256(c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    d = _mm256_xor_si256(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  const __m256i all = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+  alignas(32) uint64_t words[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words), all);
+  return words[0] ^ words[1] ^ words[2] ^ words[3] ^ scalar::xor_words(p + i, n - i);
+}
 
 void rmsnorm(const float* x, const float* weight, int n, float eps, float* out) {
   const float inv_rms = 1.0f / std::sqrt(dot_inline(x, x, n) / static_cast<float>(n) + eps);

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "kernels/exp_avx512.h"
+#include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
 namespace llama31::kernels::avx512 {
@@ -66,6 +67,23 @@ void weighted_sum(const float* weight, const KvBlocks& v, size_t offset, int n_c
 }  // namespace
 
 float dot(const float* a, const float* b, int n) { return dot_inline(a, b, n); }
+
+uint64_t xor_words(const std::byte* p, size_t n) {
+  __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+  size_t i = 0;
+  for (; i + 256 <= n; i += 256) {  // four cache lines per step, one 64-byte load each
+    a = _mm512_xor_si512(a, _mm512_loadu_si512(p + i));
+    b = _mm512_xor_si512(b, _mm512_loadu_si512(p + i + 64));
+    c = _mm512_xor_si512(c, _mm512_loadu_si512(p + i + 128));
+    d = _mm512_xor_si512(d, _mm512_loadu_si512(p + i + 192));
+  }
+  const __m512i all = _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d));
+  alignas(64) uint64_t words[8];
+  _mm512_store_si512(words, all);
+  uint64_t total = 0;
+  for (const uint64_t w : words) total ^= w;
+  return total ^ scalar::xor_words(p + i, n - i);  // the last < 256 bytes, still whole words from i
+}
 
 void rmsnorm(const float* x, const float* weight, int n, float eps, float* out) {
   const float inv_rms = 1.0f / std::sqrt(dot_inline(x, x, n) / static_cast<float>(n) + eps);

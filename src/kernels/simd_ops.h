@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/kernels.h"
 
@@ -14,6 +15,7 @@ void silu_mul(const float* gate, const float* up, int n, float* out);
 void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
                int n_kv_heads, int head_dim, float* out, float* scratch);
 float dot(const float* a, const float* b, int n);
+uint64_t xor_words(const std::byte* p, size_t n);
 }  // namespace llama31::kernels::avx512
 
 namespace llama31::kernels::avx2 {
@@ -23,6 +25,7 @@ void silu_mul(const float* gate, const float* up, int n, float* out);
 void attention(const float* q, const KvBlocks& keys, const KvBlocks& values, int n_ctx, int n_heads,
                int n_kv_heads, int head_dim, float* out, float* scratch);
 float dot(const float* a, const float* b, int n);
+uint64_t xor_words(const std::byte* p, size_t n);
 }  // namespace llama31::kernels::avx2
 
 namespace llama31::kernels::neon {  // AArch64 builds only (ops_neon.cpp)

@@ -99,6 +99,14 @@ TEST_F(RunModelCli, BenchJsonLastLine) {
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_NE(r.out.find("| pp16 |"), std::string::npos) << r.out;
+  // The bandwidth decode is compared with, measured in the same run, and decode's share of it.
+  EXPECT_GT(j["read_gb_per_s"].get<double>(), 0);
+  EXPECT_GT(j["decode_fraction_of_bandwidth"].get<double>(), 0);
+  EXPECT_NEAR(j["decode_fraction_of_bandwidth"].get<double>(),
+              j["decode_tokens_per_s"].get<double>() * j["bytes_read_per_token"].get<double>() /
+                  (j["read_gb_per_s"].get<double>() * 1e9),
+              0.5 * j["decode_fraction_of_bandwidth"].get<double>());  // a mean of ratios, not the ratio of means
+  EXPECT_NE(r.out.find("read bandwidth: "), std::string::npos) << r.out;
 }
 
 TEST_F(RunModelCli, MissingFolderIsNamed) {

@@ -5,6 +5,7 @@
 // Q8_0 decode kernel's). Elsewhere, or with repack off, nothing changes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,12 @@ TEST(WeightPacking, Q8_0LayersBecomePanelsAndKeepTheirLogits) {
   EXPECT_EQ(packed->folder().weights.get("model.embed_tokens.weight").dtype, DType::Q8_0);  // rows looked up
   EXPECT_EQ(packed->folder().weights.total_bytes(), plain->folder().weights.total_bytes());
   EXPECT_EQ(packed->model().bytes_read_per_token(), plain->model().bytes_read_per_token());
+  // The regions the bench sweeps for its bandwidth figure are the packed tensors' own bytes.
+  const TensorView& down = packed->folder().weights.get("model.layers.1.mlp.down_proj.weight");
+  const auto regions = packed->model().bytes_read_per_token_regions();
+  EXPECT_EQ(std::count_if(regions.begin(), regions.end(),
+                          [&](const auto& r) { return r.data() == down.data && r.size() == down.nbytes; }),
+            1);
 
   const std::vector<float> reference = logits(*plain, false);
   const std::vector<float> prefill = logits(*packed, false);
