@@ -4,11 +4,11 @@
 // can be read as a fraction of it. Counters: bytes_per_second counts weight bytes (matmul) or buffer
 // bytes (memory read); FLOP/s counts 2 * rows * out * in per matmul.
 #include <benchmark/benchmark.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -107,29 +107,13 @@ void run_matmul(benchmark::State& state, const MatmulCase& c) {
 }
 
 void run_memory_read(benchmark::State& state, int threads) {
-  const size_t count = kStreamBytes / sizeof(float);
-  std::vector<float> buffer(count);
-  for (size_t i = 0; i < count; ++i) buffer[i] = static_cast<float>(i & 1023);
-  for (auto _ : state) {
-    double total = 0.0;
-    const float* data = buffer.data();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      // Each thread sums its contiguous part with 16 independent float lanes (vectorizable).
-      const size_t team = static_cast<size_t>(omp_get_num_threads());
-      const size_t id = static_cast<size_t>(omp_get_thread_num());
-      const size_t begin = count / team * id;
-      const size_t end = id + 1 == team ? count : count / team * (id + 1);
-      float lanes[16] = {};
-      size_t i = begin;
-      for (; i + 16 <= end; i += 16) {
-        for (int l = 0; l < 16; ++l) lanes[l] += data[i + static_cast<size_t>(l)];
-      }
-      for (; i < end; ++i) lanes[0] += data[i];
-      for (float lane : lanes) total += lane;
-    }
-    benchmark::DoNotOptimize(total);
-  }
+  // The read `llama31 bench` times beside decode (kernels::read_sweep: each thread streams its share
+  // with the active level's widest loads), over one buffer.
+  std::vector<std::byte> buffer(kStreamBytes);
+  for (size_t i = 0; i < buffer.size(); ++i) buffer[i] = static_cast<std::byte>(i * 131 >> 3);
+  const std::span<const std::byte> regions[1] = {buffer};
+  kernels::set_num_threads(threads);
+  for (auto _ : state) benchmark::DoNotOptimize(kernels::read_sweep(regions));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kStreamBytes));
 }
 

@@ -90,7 +90,7 @@ OURS="${ours}" THEIRS="${theirs}" BEFORE="${bandwidth_before}" AFTER="${bandwidt
   GGUF_BYTES="${gguf_bytes}" node -e '
 const ours = JSON.parse(process.env.OURS), theirs = JSON.parse(process.env.THEIRS);
 // llama31 measures its read bandwidth itself, beside each decode run (llama31 bench: read_gb_per_s);
-// llama.cpp's is the probe's mean before and after its run.
+// for llama.cpp the mean of the probe before and after its run.
 const peerGbps = (JSON.parse(process.env.BEFORE).read_gb_per_s + JSON.parse(process.env.AFTER).read_gb_per_s) / 2;
 // Decode reads every matrix once per token (the output head included, the embedding table not).
 const weightBytes = ours.bytes_read_per_token ?? ours.weight_bytes;
