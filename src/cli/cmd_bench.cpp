@@ -80,7 +80,9 @@ void run_bench(const BenchOptions& o) {
   // sweeps over the very bytes a decode step reads, with the same threads (this machine's bandwidth
   // moves by tens of percent within minutes, so a figure from another time says little).
   const auto decode_reads = m.bytes_read_per_token_regions();
-  const auto bytes_per_token = static_cast<double>(m.bytes_read_per_token());
+  size_t decode_bytes = 0;  // m.bytes_read_per_token(), from the regions already listed
+  for (const auto& region : decode_reads) decode_bytes += region.size();
+  const auto bytes_per_token = static_cast<double>(decode_bytes);
   uint64_t checksum = 0;
   auto read_bandwidth = [&] {
     double best = 0.0;
@@ -140,7 +142,7 @@ void run_bench(const BenchOptions& o) {
                         {"threads", kernels::num_threads()},
                         {"isa", kernels::active_isa()},
                         {"weight_bytes", model->folder().weights.total_bytes()},
-                        {"bytes_read_per_token", model->model().bytes_read_per_token()},
+                        {"bytes_read_per_token", decode_bytes},
                         {"read_gb_per_s", bandwidth.empty() ? 0.0 : stats(bandwidth).mean / 1e9},
                         {"decode_fraction_of_bandwidth", fraction.empty() ? 0.0 : stats(fraction).mean},
                         {"weights", o.model.weights.empty() ? "as stored" : o.model.weights},
