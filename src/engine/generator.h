@@ -31,7 +31,7 @@ class LoadedModel {
   // progress bar on stderr), as llama.cpp does, instead of on first use.
   // With weights (DType::Q8_0 or DType::Q4_0), the linear layers and the head are re-stored so in memory first.
   // With repack, matrices are then repacked into the layout the active kernels run fastest
-  // (engine/weight_packing.h: Q8_0 into Q8_0_R16 panels on AVX-512); the numbers stay the same.
+  // (engine/weight_packing.h: Q8_0 and Q4_0 into 16-row panels); the numbers stay the same.
   static std::unique_ptr<LoadedModel> load(const std::filesystem::path& dir, bool prefault = false,
                                            std::optional<DType> weights = std::nullopt, bool repack = true);
 

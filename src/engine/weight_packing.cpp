@@ -48,22 +48,23 @@ PackedWeights pack_weights_for_kernels(TensorStore& weights, const LlamaConfig& 
     const TensorView& view = weights.get(name);
     const int64_t out = view.shape[0];
     const int64_t in = view.shape[1];
-    const DType to = kernels::packed_weight_type(view.dtype, out, in);  // Q8_0_R16, the one packed layout
+    const DType to = kernels::packed_weight_type(view.dtype, out, in);  // Q8_0_R16 or Q4_0_R16
     std::shared_ptr<std::byte> storage = aligned_storage(view.nbytes);
-    // Panels are independent: slices of 64 of them on every thread.
+    // Panels of 16 rows, each the same bytes as its rows, independent: slices of 64 of them on every thread.
     const int64_t panels = out / kQ8_0PanelRows;
     const size_t source_row = row_bytes(view.dtype, in);
-    const size_t panel_bytes = q8_0_r16_panel_bytes(in);
+    const size_t panel_bytes = kQ8_0PanelRows * source_row;
+    const auto pack = to == DType::Q8_0_R16 ? pack_q8_0_r16 : pack_q4_0_r16;
     constexpr int64_t kSlice = 64;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t first = 0; first < panels; first += kSlice) {
       const int64_t count = std::min(kSlice, panels - first);
-      pack_q8_0_r16(view.data + static_cast<size_t>(first * kQ8_0PanelRows) * source_row, count * kQ8_0PanelRows, in,
-                    storage.get() + static_cast<size_t>(first) * panel_bytes);
+      pack(view.data + static_cast<size_t>(first * kQ8_0PanelRows) * source_row, count * kQ8_0PanelRows, in,
+           storage.get() + static_cast<size_t>(first) * panel_bytes);
     }
     done += view.nbytes;
     const size_t nbytes = view.nbytes;
-    weights.add_owned(name, to, view.shape, std::move(storage), nbytes);  // frees an owned Q8_0 copy (view too)
+    weights.add_owned(name, to, view.shape, std::move(storage), nbytes);  // frees an owned copy (view too)
     ++packed.tensors;
     if (progress) progress->update(done);
   }

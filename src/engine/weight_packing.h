@@ -1,6 +1,7 @@
 // Repacks a loaded model's matrices once into the layout the active kernels multiply fastest
-// (kernels::packed_weight_type): on AVX-512, Q8_0 becomes Q8_0_R16, so prefill no longer repacks every
-// tile of weights per call. Same numbers, same bytes; the Q8_0 copies are freed as they are replaced.
+// (kernels::packed_weight_type): Q8_0 becomes Q8_0_R16 on AVX-512 and AVX2, Q4_0 becomes Q4_0_R16 on
+// AVX2: panels of 16 rows that prefill multiplies without repacking a tile per call and decode streams
+// whole. Same numbers, same bytes; owned copies are freed as they are replaced.
 #pragma once
 
 #include <cstddef>

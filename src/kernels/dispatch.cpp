@@ -105,6 +105,10 @@ bool matmul_args_ok(const float* x, int rows, const void* w, DType w_type, int o
     fail("kernels::matmul: Q8_0_R16 needs whole panels of {} rows of a multiple of 64 values, got [{}, {}]",
          kQ8_0PanelRows, out, in);
   }
+  if (w_type == DType::Q4_0_R16 && !q4_0_r16_fits(out, in)) {
+    fail("kernels::matmul: Q4_0_R16 needs whole panels of {} rows of a multiple of 32 values, got [{}, {}]",
+         kQ8_0PanelRows, out, in);
+  }
   if (is_kquant_dtype(w_type) && in % 256 != 0) {
     fail("kernels::matmul: {} rows must be a multiple of 256, got {}", dtype_name(w_type), in);
   }
@@ -202,8 +206,12 @@ void many_rows(const IsaKernels& kernels, const float* x, int rows, int in, std:
 int small_rows() { return kSmallRows; }
 
 DType packed_weight_type(DType w_type, int64_t out, int64_t in) {
-  const bool vnni_panels = std::string_view(isa().name) == "avx512";  // q8_0_gemm_avx512.cpp
-  if (w_type == DType::Q8_0 && vnni_panels && q8_0_r16_fits(out, in)) return DType::Q8_0_R16;
+  const std::string_view level = isa().name;
+  // q8_0_gemm_avx512.cpp and r16_panels_avx2.cpp. Q4_0 on AVX-512 keeps its VNNI row kernels
+  // (q4_0_avx512.cpp), which the AVX2 panel kernel has not been measured against there.
+  const bool x86 = level == "avx512" || level == "avx2";
+  if (w_type == DType::Q8_0 && x86 && q8_0_r16_fits(out, in)) return DType::Q8_0_R16;
+  if (w_type == DType::Q4_0 && level == "avx2" && q4_0_r16_fits(out, in)) return DType::Q4_0_R16;
   return w_type;
 }
 

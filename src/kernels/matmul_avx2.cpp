@@ -12,6 +12,7 @@
 #include "kernels/kquant_avx2.h"
 #include "kernels/q4_0_avx2.h"
 #include "kernels/q8_0_avx2.h"
+#include "kernels/r16_panels_avx2.h"
 #include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
@@ -120,9 +121,11 @@ void small_rows_rows(const float* xp, int rows, const void* w, int in, int o_beg
   }
 }
 
-// Q8_0_R16 (the AVX-512 layout) goes to the scalar twin with x as given.
+// The panel layouts Q8_0_R16 and Q4_0_R16 have their own kernel (r16_panels_avx2.cpp) for any rows.
+bool is_r16(DType w_type) { return w_type == DType::Q8_0_R16 || w_type == DType::Q4_0_R16; }
+
 size_t small_rows_scratch(int rows, int in, DType w_type) {
-  if (w_type == DType::Q8_0_R16) return 0;
+  if (is_r16(w_type)) return r16_scratch(rows, in);
   if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
@@ -132,7 +135,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
 // Copies x into zero-padded rows of a multiple of 16; for BF16 weights each block of 16 is stored as
 // its 8 even elements then its 8 odd elements, matching load_weights.
 const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
-  if (w_type == DType::Q8_0_R16) return x;
+  if (is_r16(w_type)) return r16_prepare(x, rows, in, scratch);
   if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
@@ -167,7 +170,8 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::Q5_K:
     case DType::Q6_K: kquant_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: fp8_small_rows(xp, padded_in(in), rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q8_0_R16: scalar::matmul_range(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // AVX-512 layout
+    case DType::Q8_0_R16:
+    case DType::Q4_0_R16: r16_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
 }
@@ -280,11 +284,13 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
 size_t many_rows_scratch(int rows, int in, DType w_type) {
   if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
+  if (is_r16(w_type)) return r16_scratch(rows, in);
   return w_type == DType::Q4_0 ? q4_0_scratch(rows, in) : 0;
 }
 const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
   if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
+  if (is_r16(w_type)) return r16_prepare(x, rows, in, scratch);
   return w_type == DType::Q4_0 ? q4_0_prepare(x, rows, in, scratch) : x;
 }
 
@@ -300,7 +306,8 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::Q5_K:
     case DType::Q6_K: kquant_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::F8_E4M3: many_rows_typed<DType::F8_E4M3>(x, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q8_0_R16: scalar::matmul_range(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;  // AVX-512 layout
+    case DType::Q8_0_R16:
+    case DType::Q4_0_R16: r16_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
     case DType::I32: break;  // rejected by kernels::matmul
   }
 }

@@ -19,7 +19,7 @@
 
 #include "kernels/aligned_buffer.h"
 #include "kernels/q4_0_avx512.h"
-#include "kernels/scalar.h"
+#include "kernels/r16_panels_avx2.h"
 #include "util/dtype.h"
 
 namespace llama31::kernels::avx512 {
@@ -130,21 +130,9 @@ constexpr MicroKernel kKernels[kMaxRows + 1] = {nullptr,           micro_kernel<
 
 size_t q4_0_many_scratch(int rows, int in) { return static_cast<size_t>(rows) * row_floats(in); }
 
+// The same prepared rows as the AVX2 panel kernels' (r16_panels_avx2.h), which AVX-512 CPUs run too.
 const float* q4_0_many_prepare(const float* x, int rows, int in, float* scratch) {
-  const size_t n_in = static_cast<size_t>(in);
-  const size_t blocks = n_in / 32;
-  for (int r = 0; r < rows; ++r) {
-    float* row = scratch + static_cast<size_t>(r) * row_floats(in);
-    auto* values = reinterpret_cast<int8_t*>(row);
-    scalar::quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, values, row + n_in / 4);
-    for (size_t b = 0; b < blocks; ++b) {
-      int32_t sum = 0;
-      for (size_t i = 0; i < 32; ++i) sum += values[b * 32 + i];
-      const int32_t correction = -8 * sum;
-      std::memcpy(row + n_in / 4 + blocks + b, &correction, sizeof correction);
-    }
-  }
-  return scratch;
+  return avx2::r16_prepare(x, rows, in, scratch);
 }
 
 void q4_0_many_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,

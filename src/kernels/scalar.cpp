@@ -23,6 +23,7 @@ float weight_at(const void* w, DType w_type, size_t index) {
     case DType::Q8_0:
     case DType::Q8_0_R16:
     case DType::Q4_0:
+    case DType::Q4_0_R16:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: break;  // the block types have their own loops; I32 is rejected by kernels::matmul
@@ -61,15 +62,22 @@ void matmul_q8_0(const float* x, int rows, const void* w, DType w_type, int in, 
 }
 
 // Q4_0: the same with the weights' levels q - 8 (byte j of a block: value j low, value j + 16 high).
-void matmul_q4_0(const float* x, int rows, const void* w, int in, int o_begin, int o_end, float* y, size_t ldy) {
+// Q4_0_R16: the same numbers, each row unpacked from its panel first.
+void matmul_q4_0(const float* x, int rows, const void* w, DType w_type, int in, int o_begin, int o_end, float* y,
+                 size_t ldy) {
   const size_t n_in = static_cast<size_t>(in);
   const size_t blocks = n_in / 32;
   std::vector<int8_t> qx(n_in);
   std::vector<float> dx(blocks);
+  std::vector<char> unpacked(w_type == DType::Q4_0_R16 ? row_bytes(DType::Q4_0, in) : 0);
   for (int r = 0; r < rows; ++r) {
     quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, qx.data(), dx.data());
     for (int o = o_begin; o < o_end; ++o) {
       const auto* row = static_cast<const char*>(w) + static_cast<size_t>(o) * row_bytes(DType::Q4_0, in);
+      if (w_type == DType::Q4_0_R16) {
+        unpack_q4_0_r16_row(w, in, o, unpacked.data());
+        row = unpacked.data();
+      }
       const auto* scales = reinterpret_cast<const uint16_t*>(row);
       const auto* nibbles = reinterpret_cast<const uint8_t*>(row + quant_values_offset(n_in));
       float sum = 0.0f;
@@ -111,8 +119,8 @@ void matmul_range(const float* x, int rows, const void* w, DType w_type, int in,
     matmul_q8_0(x, rows, w, w_type, in, o_begin, o_end, y, ldy);
     return;
   }
-  if (w_type == DType::Q4_0) {
-    matmul_q4_0(x, rows, w, in, o_begin, o_end, y, ldy);
+  if (w_type == DType::Q4_0 || w_type == DType::Q4_0_R16) {
+    matmul_q4_0(x, rows, w, w_type, in, o_begin, o_end, y, ldy);
     return;
   }
   if (is_kquant_dtype(w_type)) {  // kquant_scalar.cpp

@@ -81,7 +81,8 @@ float round_to_dtype(float value, DType dtype) {
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
-    case DType::Q8_0_R16: break;
+    case DType::Q8_0_R16:
+    case DType::Q4_0_R16: break;
   }
   fail("test models are written in BF16, F16 or F32, not {}", dtype_name(dtype));
 }
@@ -167,7 +168,8 @@ nlohmann::json test_config_json(const TestModelSpec& spec) {
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
-    case DType::Q8_0_R16: fail("test models are written in BF16, F16 or F32, not {}", dtype_name(spec.dtype));
+    case DType::Q8_0_R16:
+    case DType::Q4_0_R16: fail("test models are written in BF16, F16 or F32, not {}", dtype_name(spec.dtype));
   }
   nlohmann::json j = c.to_json();
   // Keep token ids inside small test vocabularies so the config stays valid.

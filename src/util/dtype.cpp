@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "util/error.h"
 #include "util/kquant.h"
@@ -21,6 +22,7 @@ std::string_view dtype_name(DType t) {
     case DType::Q5_K: return "Q5_K";
     case DType::Q6_K: return "Q6_K";
     case DType::Q8_0_R16: return "Q8_0_R16";
+    case DType::Q4_0_R16: return "Q4_0_R16";
   }
   return "?";
 }
@@ -134,6 +136,8 @@ void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
     }
     case DType::Q8_0_R16:
       fail("convert_to_f32: Q8_0_R16 rows lie interleaved in panels of 16; unpack_q8_0_r16_row first");
+    case DType::Q4_0_R16:
+      fail("convert_to_f32: Q4_0_R16 rows lie interleaved in panels of 16; unpack_q4_0_r16_row first");
     case DType::Q4_0: {
       const auto* scales = static_cast<const uint16_t*>(src);
       const auto* nibbles = static_cast<const uint8_t*>(src) + quant_values_offset(n);
@@ -272,6 +276,36 @@ void unpack_q8_0_r16_row(const void* packed, int64_t in, int64_t row, void* q8_0
       }
     }
     std::memcpy(out + b * 2, panel + blocks * 512 + (b * kQ8_0PanelRows + j) * 2, 2);
+  }
+}
+
+void pack_q4_0_r16(const void* rows, int64_t out, int64_t in, void* dst) {
+  if (!q4_0_r16_fits(out, in)) fail("pack_q4_0_r16: [{}, {}] is not whole panels of 16 rows of a multiple of 32", out, in);
+  const size_t n = static_cast<size_t>(in);
+  const size_t blocks = n / 32;
+  const size_t panel_bytes = q4_0_r16_panel_bytes(in);
+  for (int64_t o = 0; o < out; ++o) {
+    const auto* row = static_cast<const uint8_t*>(rows) + static_cast<size_t>(o) * row_bytes(DType::Q4_0, in);
+    auto* panel = static_cast<uint8_t*>(dst) + static_cast<size_t>(o / kQ8_0PanelRows) * panel_bytes;
+    const size_t j = static_cast<size_t>(o % kQ8_0PanelRows);
+    const uint8_t* nibbles = row + quant_values_offset(n);
+    for (size_t b = 0; b < blocks; ++b) {
+      for (size_t step = 0; step < 4; ++step) std::memcpy(panel + b * 256 + step * 64 + j * 4, nibbles + b * 16 + step * 4, 4);
+      std::memcpy(panel + blocks * 256 + (b * kQ8_0PanelRows + j) * 2, row + b * 2, 2);
+    }
+  }
+}
+
+void unpack_q4_0_r16_row(const void* packed, int64_t in, int64_t row, void* q4_0_row) {
+  const size_t n = static_cast<size_t>(in);
+  const size_t blocks = n / 32;
+  const auto* panel = static_cast<const uint8_t*>(packed) + static_cast<size_t>(row / kQ8_0PanelRows) * q4_0_r16_panel_bytes(in);
+  const size_t j = static_cast<size_t>(row % kQ8_0PanelRows);
+  auto* out = static_cast<uint8_t*>(q4_0_row);
+  uint8_t* nibbles = out + quant_values_offset(n);
+  for (size_t b = 0; b < blocks; ++b) {
+    for (size_t step = 0; step < 4; ++step) std::memcpy(nibbles + b * 16 + step * 4, panel + b * 256 + step * 64 + j * 4, 4);
+    std::memcpy(out + b * 2, panel + blocks * 256 + (b * kQ8_0PanelRows + j) * 2, 2);
   }
 }
 

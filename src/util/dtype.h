@@ -27,7 +27,11 @@ namespace llama31 {
 // bytes: 8 steps of 64 whose bytes 4j..4j+3 are row j's values 4s..4s+3 of the block plus 128 (unsigned:
 // the sign bit flipped), then every block's 16 f16 scales (block b, row j at b * 16 + j). Rows are not
 // addressable one by one: pack_q8_0_r16 / unpack_q8_0_r16_row convert.
-enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0_R16 };
+// Q4_0_R16 is Q4_0 repacked the same way (out a multiple of 16, in of 32), a pure permutation of its bytes:
+// a panel is, for each block of 32 inputs in order, 256 bytes: 4 steps of 64 whose bytes 4j..4j+3 are row
+// j's nibble bytes 4s..4s+3 of the block (low nibble value 4s+k, high nibble value 16+4s+k, as in Q4_0),
+// then every block's 16 f16 scales (block b, row j at b * 16 + j). pack_q4_0_r16 / unpack_q4_0_r16_row.
+enum class DType { F32, F16, BF16, I32, F8_E4M3, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0_R16, Q4_0_R16 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -39,6 +43,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::Q8_0:
     case DType::Q8_0_R16:
     case DType::Q4_0:
+    case DType::Q4_0_R16:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: return 1;  // block types: see row_bytes (Q4_0 holds two values a byte)
@@ -57,7 +62,7 @@ constexpr size_t quant_values_offset(size_t n) { return n / 32 * 2; }
 constexpr size_t row_bytes(DType t, int64_t n) {
   const size_t count = static_cast<size_t>(n);
   if (t == DType::Q8_0 || t == DType::Q8_0_R16) return quant_values_offset(count) + count;  // R16: on average
-  if (t == DType::Q4_0) return quant_values_offset(count) + count / 2;
+  if (t == DType::Q4_0 || t == DType::Q4_0_R16) return quant_values_offset(count) + count / 2;  // R16: on average
   if (is_kquant_dtype(t)) return count / 256 * kquant_block_bytes(t);
   return count * dtype_size(t);
 }
@@ -66,7 +71,7 @@ constexpr bool is_compute_dtype(DType t) { return t == DType::F32 || t == DType:
 // What kernels::matmul multiplies by.
 constexpr bool is_matmul_dtype(DType t) {
   return is_compute_dtype(t) || t == DType::Q8_0 || t == DType::Q4_0 || t == DType::F8_E4M3 || is_kquant_dtype(t) ||
-         t == DType::Q8_0_R16;
+         t == DType::Q8_0_R16 || t == DType::Q4_0_R16;
 }
 // Rows per panel of Q8_0_R16, and the bytes of one panel of rows of n values.
 inline constexpr int kQ8_0PanelRows = 16;
@@ -74,6 +79,11 @@ constexpr size_t q8_0_r16_panel_bytes(int64_t n) { return kQ8_0PanelRows * row_b
 // Whether a [out][in] Q8_0 matrix can be held as Q8_0_R16.
 constexpr bool q8_0_r16_fits(int64_t out, int64_t in) {
   return out > 0 && in > 0 && out % kQ8_0PanelRows == 0 && in % 64 == 0;
+}
+// The same for Q4_0_R16 (panels of as many rows as Q8_0_R16's).
+constexpr size_t q4_0_r16_panel_bytes(int64_t n) { return kQ8_0PanelRows * row_bytes(DType::Q4_0, n); }
+constexpr bool q4_0_r16_fits(int64_t out, int64_t in) {
+  return out > 0 && in > 0 && out % kQ8_0PanelRows == 0 && in % 32 == 0;
 }
 std::string_view dtype_name(DType t);
 // "bf16", "f16" or "f32" (as command-line options spell them); option names the flag in the error.
@@ -130,7 +140,8 @@ inline float round_to_f8e4m3(float f) {
 
 // Converts n stored elements of type t to float (I32 as integers; Q8_0, Q4_0: src is one row of n values;
 // Q4_K, Q5_K, Q6_K: n / 256 super-blocks, each value as llama.cpp's dequantize_row_* computes it).
-// Q8_0_R16 has no separate rows: unpack_q8_0_r16_row first (an Error otherwise).
+// Q8_0_R16 and Q4_0_R16 have no separate rows: unpack_q8_0_r16_row / unpack_q4_0_r16_row first (an Error
+// otherwise).
 void convert_to_f32(DType t, const void* src, float* dst, size_t n);
 
 // One row of n (a multiple of 32) values to Q8_0, rounding exactly as llama.cpp does (so a GGUF Q8_0
@@ -153,5 +164,8 @@ void q4_0_row_to_ggml(const void* row, size_t n, void* blocks);
 // out * row_bytes(Q8_0, in) bytes), and row `row` of a Q8_0_R16 matrix back to a Q8_0 row. Exact both ways.
 void pack_q8_0_r16(const void* rows, int64_t out, int64_t in, void* dst);
 void unpack_q8_0_r16_row(const void* packed, int64_t in, int64_t row, void* q8_0_row);
+// The same between Q4_0 rows and Q4_0_R16 (q4_0_r16_fits(out, in) must hold).
+void pack_q4_0_r16(const void* rows, int64_t out, int64_t in, void* dst);
+void unpack_q4_0_r16_row(const void* packed, int64_t in, int64_t row, void* q4_0_row);
 
 }  // namespace llama31
