@@ -72,16 +72,6 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (exponent << 10) | mantissa);
 }
 
-float f8e4m3_to_f32(uint8_t v) {
-  const bool negative = (v & 0x80u) != 0;
-  const int exponent = (v >> 3) & 0xf;
-  const int mantissa = v & 0x7;
-  if (exponent == 0xf && mantissa == 0x7) return NAN;
-  const float magnitude = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -9)
-                                        : std::ldexp(static_cast<float>(8 + mantissa), exponent - 10);
-  return negative ? -magnitude : magnitude;
-}
-
 uint8_t f32_to_f8e4m3(float f) {
   if (std::isnan(f)) return 0x7f;
   const uint8_t sign = std::signbit(f) ? 0x80u : 0x00u;
