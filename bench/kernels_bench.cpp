@@ -90,13 +90,23 @@ void run_matmul(benchmark::State& state, const MatmulCase& c) {
   // Decode streams weights from memory in the real model; rotate over copies so they are not cached.
   const size_t copies = c.rows <= 4 ? std::max<size_t>(1, kStreamBytes / matrix_bytes) : 1;
   std::vector<std::vector<uint8_t>> weights;
-  for (size_t k = 0; k < copies; ++k) weights.push_back(make_weights(c.type, c.out, c.in, static_cast<uint32_t>(k + 1)));
+  // As a model load does: the types this level repacks (kernels::packed_weight_type) run as repacked.
+  const DType run_type = kernels::packed_weight_type(c.type, c.out, c.in);
+  for (size_t k = 0; k < copies; ++k) {
+    weights.push_back(make_weights(c.type, c.out, c.in, static_cast<uint32_t>(k + 1)));
+    if (run_type == c.type) continue;
+    std::vector<uint8_t> packed(weights.back().size());
+    if (run_type == DType::Q8_0_R16) llama31::pack_q8_0_r16(weights.back().data(), c.out, c.in, packed.data());
+    if (run_type == DType::Q4_0_R16) llama31::pack_q4_0_r16(weights.back().data(), c.out, c.in, packed.data());
+    weights.back() = std::move(packed);
+  }
+  if (run_type != c.type) state.SetLabel(std::string("as ") + std::string(llama31::dtype_name(run_type)));
   std::vector<float> x(static_cast<size_t>(c.rows) * static_cast<size_t>(c.in));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 97) / 97.0f - 0.5f;
   std::vector<float> y(static_cast<size_t>(c.rows) * static_cast<size_t>(c.out));
   size_t next = 0;
   for (auto _ : state) {
-    kernels::matmul(x.data(), c.rows, weights[next].data(), c.type, c.out, c.in, y.data());
+    kernels::matmul(x.data(), c.rows, weights[next].data(), run_type, c.out, c.in, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     next = next + 1 == copies ? 0 : next + 1;

@@ -23,7 +23,7 @@ void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
                  "Q8_0 / Q4_0; int8 kernels); default: run the weights as stored")
       ->check(CLI::IsMember({"q8_0", "q4_0"}));
   sub.add_flag("--no-repack", options.no_repack,
-               "Run the weights in their own layout: no repacking at load (Q8_0 and, on AVX2, Q4_0 into 16-row "
+               "Run the weights in their own layout: no repacking at load (Q8_0 and Q4_0 into 16-row "
                "panels, as llama.cpp's --no-repack turns off its own); same numbers, slower");
   if (with_ctx) {
     sub.add_option("-c,--ctx-size", options.ctx_size,

@@ -1,6 +1,6 @@
 // Repacks a loaded model's matrices once into the layout the active kernels multiply fastest
-// (kernels::packed_weight_type): Q8_0 becomes Q8_0_R16 on AVX-512 and AVX2, Q4_0 becomes Q4_0_R16 on
-// AVX2: panels of 16 rows that prefill multiplies without repacking a tile per call and decode streams
+// (kernels::packed_weight_type): on AVX-512 and AVX2, Q8_0 becomes Q8_0_R16 and Q4_0 becomes Q4_0_R16:
+// panels of 16 rows that prefill multiplies without repacking a tile per call and decode streams
 // whole. Same numbers, same bytes; owned copies are freed as they are replaced.
 #pragma once
 

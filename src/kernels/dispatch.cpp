@@ -207,11 +207,11 @@ int small_rows() { return kSmallRows; }
 
 DType packed_weight_type(DType w_type, int64_t out, int64_t in) {
   const std::string_view level = isa().name;
-  // q8_0_gemm_avx512.cpp and r16_panels_avx2.cpp. Q4_0 on AVX-512 keeps its VNNI row kernels
-  // (q4_0_avx512.cpp), which the AVX2 panel kernel has not been measured against there.
+  // The x86 levels run Q8_0 and Q4_0 from 16-row panels (q8_0_gemm_avx512.cpp, q4_0_gemm_avx512.cpp,
+  // r16_panels_avx2.cpp); NEON and scalar read the rows as they are.
   const bool x86 = level == "avx512" || level == "avx2";
   if (w_type == DType::Q8_0 && x86 && q8_0_r16_fits(out, in)) return DType::Q8_0_R16;
-  if (w_type == DType::Q4_0 && level == "avx2" && q4_0_r16_fits(out, in)) return DType::Q4_0_R16;
+  if (w_type == DType::Q4_0 && x86 && q4_0_r16_fits(out, in)) return DType::Q4_0_R16;
   return w_type;
 }
 

@@ -54,9 +54,9 @@ void matmul_gemm_group(const float* x, int rows, int in, std::span<const GemmPro
 void matmul_group(const float* x, int rows, int in, std::span<const GemmProduct> products);
 
 // The layout the active level multiplies a [out][in] matrix of w_type fastest in, for weights repacked
-// once at load: Q8_0_R16 for Q8_0 on AVX-512 and AVX2, Q4_0_R16 for Q4_0 on AVX2, where the shape fits
-// (util/dtype.h), otherwise w_type. Every level multiplies every layout with the same numbers (AVX-512
-// runs Q4_0_R16 on the AVX2 kernel, NEON and scalar run the panels on the scalar twin).
+// once at load: on AVX-512 and AVX2, Q8_0_R16 for Q8_0 and Q4_0_R16 for Q4_0 where the shape fits
+// (util/dtype.h), otherwise w_type. Every level multiplies every layout with the same numbers (NEON and
+// scalar run the panels on the scalar twin).
 DType packed_weight_type(DType w_type, int64_t out, int64_t in);
 
 // Rows up to which matmul takes the matrix-vector kernel, whose per-row results do not depend on the

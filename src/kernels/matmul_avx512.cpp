@@ -19,7 +19,6 @@
 #include "kernels/kquant_avx512.h"
 #include "kernels/q4_0_avx512.h"
 #include "kernels/q8_0_avx512.h"
-#include "kernels/r16_panels_avx2.h"
 #include "kernels/scalar.h"
 #include "kernels/simd_ops.h"
 
@@ -240,7 +239,7 @@ size_t small_rows_scratch(int rows, int in, DType w_type) {
   if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0) return q8_0_scratch(rows, in);
   if (w_type == DType::Q8_0_R16) return q8_0_many_scratch(rows, in);  // one kernel for every row count
-  if (w_type == DType::Q4_0_R16) return avx2::r16_scratch(rows, in);  // the AVX2 kernel (see kernels.h)
+  if (w_type == DType::Q4_0_R16) return q4_0_many_scratch(rows, in);  // one kernel for every row count
   if (w_type == DType::Q4_0) return q4_0_scratch(rows, in);
   return static_cast<size_t>(rows) * padded_in(in);
 }
@@ -251,7 +250,7 @@ const float* small_rows_prepare(const float* x, int rows, int in, DType w_type, 
   if (is_kquant_dtype(w_type)) return kquant_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0) return q8_0_prepare(x, rows, in, scratch);
   if (w_type == DType::Q8_0_R16) return q8_0_many_prepare(x, rows, in, scratch);
-  if (w_type == DType::Q4_0_R16) return avx2::r16_prepare(x, rows, in, scratch);
+  if (w_type == DType::Q4_0_R16) return q4_0_many_prepare(x, rows, in, scratch);
   if (w_type == DType::Q4_0) return q4_0_prepare(x, rows, in, scratch);
   const size_t stride = padded_in(in);
   const size_t n_in = static_cast<size_t>(in);
@@ -290,7 +289,7 @@ void small_rows_range(const float* xp, int rows, const void* w, DType w_type, in
     case DType::Q8_0: q8_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0_R16: q8_0_r16_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_small_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q4_0_R16: avx2::r16_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_0_R16: q4_0_r16_rows(xp, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: kquant_small_rows(xp, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
@@ -464,14 +463,14 @@ void many_rows_typed(const float* x, int rows, const void* w, int in, int o_begi
 size_t many_rows_scratch(int rows, int in, DType w_type) {
   if (is_kquant_dtype(w_type)) return kquant_scratch(rows, in);
   if (w_type == DType::Q8_0 || w_type == DType::Q8_0_R16) return q8_0_many_scratch(rows, in);
-  if (w_type == DType::Q4_0_R16) return avx2::r16_scratch(rows, in);
+  if (w_type == DType::Q4_0_R16) return q4_0_many_scratch(rows, in);
   return w_type == DType::Q4_0 ? q4_0_many_scratch(rows, in) : 0;
 }
 
 const float* many_rows_prepare(const float* x, int rows, int in, DType w_type, float* scratch) {
   if (is_kquant_dtype(w_type)) return kquant_many_prepare(x, rows, in, w_type, scratch);
   if (w_type == DType::Q8_0 || w_type == DType::Q8_0_R16) return q8_0_many_prepare(x, rows, in, scratch);
-  if (w_type == DType::Q4_0_R16) return avx2::r16_prepare(x, rows, in, scratch);
+  if (w_type == DType::Q4_0_R16) return q4_0_many_prepare(x, rows, in, scratch);
   return w_type == DType::Q4_0 ? q4_0_many_prepare(x, rows, in, scratch) : x;
 }
 
@@ -484,7 +483,7 @@ void many_rows_range(const float* x, int rows, const void* w, DType w_type, int 
     case DType::Q8_0: q8_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q8_0_R16: q8_0_r16_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_0: q4_0_many_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
-    case DType::Q4_0_R16: avx2::r16_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;
+    case DType::Q4_0_R16: q4_0_r16_rows(x, rows, w, in, o_begin, o_end, y, ldy); break;
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: kquant_many_rows(x, rows, w, w_type, in, o_begin, o_end, y, ldy); break;

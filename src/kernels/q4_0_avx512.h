@@ -20,5 +20,9 @@ size_t q4_0_many_scratch(int rows, int in);
 const float* q4_0_many_prepare(const float* x, int rows, int in, float* scratch);
 void q4_0_many_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
                     size_t ldy);
+// Q4_0_R16 weights (util/dtype.h) for any number of rows, from q4_0_many_prepare's x: the many-rows kernel
+// without its unpacking, for decode and prefill alike. o_begin and o_end are whole panels of 16.
+void q4_0_r16_rows(const float* prepared, int rows, const void* w, int in, int o_begin, int o_end, float* y,
+                   size_t ldy);
 
 }  // namespace llama31::kernels::avx512

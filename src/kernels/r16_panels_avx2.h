@@ -1,5 +1,5 @@
 // Internal: the AVX2 kernels for weights repacked into panels of 16 rows (util/dtype.h: Q4_0_R16 and
-// Q8_0_R16), for any number of rows of x, used by matmul_avx2.cpp (and matmul_avx512.cpp for Q4_0_R16).
+// Q8_0_R16), for any number of rows of x, used by matmul_avx2.cpp (and its x preparation by q4_0_gemm_avx512.cpp).
 #pragma once
 
 #include <cstddef>

@@ -43,7 +43,7 @@ struct Layout {
 const Layout kQ8_0{DType::Q8_0, DType::Q8_0_R16, quantize_row_q8_0, pack_q8_0_r16, unpack_q8_0_r16_row,
                    [](int64_t out, int64_t in) { return q8_0_r16_fits(out, in); }, 64, {"avx512", "avx2"}, "avx512"};
 const Layout kQ4_0{DType::Q4_0, DType::Q4_0_R16, quantize_row_q4_0, pack_q4_0_r16, unpack_q4_0_r16_row,
-                   [](int64_t out, int64_t in) { return q4_0_r16_fits(out, in); }, 32, {"avx2"}, ""};
+                   [](int64_t out, int64_t in) { return q4_0_r16_fits(out, in); }, 32, {"avx512", "avx2"}, "avx512"};
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
