@@ -22,6 +22,7 @@ struct BenchOptions {
   ModelOptions model;
   int n_prompt = 512;
   int n_gen = 128;
+  int n_depth = 0;  // tokens already in the context when each test starts (llama-bench's -d)
   int repetitions = 3;
   bool json = false;
 };
@@ -49,21 +50,24 @@ void run_bench(const BenchOptions& o) {
   const uint64_t rss_before_load = current_rss_bytes();
   auto model = load_model(o.model);
   const LlamaModel& m = model->model();
-  const int ctx = context_size(o.model, model->config(), std::max(o.n_prompt, o.n_gen) + 1);
+  const int ctx = context_size(o.model, model->config(), std::max(o.n_prompt, o.n_gen) + o.n_depth + 1);
   KvCache cache(model->config(), ctx);
   std::mt19937 rng(42);
   std::uniform_int_distribution<TokenId> any_token(0, model->tokenizer().vocab_size() - 1);
   std::vector<TokenId> prompt(static_cast<size_t>(o.n_prompt));
   for (auto& t : prompt) t = any_token(rng);
+  std::vector<TokenId> depth(static_cast<size_t>(o.n_depth));
+  for (auto& t : depth) t = any_token(rng);
   std::vector<float> logits;
 
-  auto run_prefill = [&] {
+  // Each test starts from a context holding the depth tokens, processed untimed.
+  auto fill_depth = [&] {
     cache.clear();
-    m.forward(prompt, cache, Logits::Last, logits);
+    if (!depth.empty()) m.forward(depth, cache, Logits::Last, logits);
   };
+  auto run_prefill = [&] { m.forward(prompt, cache, Logits::Last, logits); };
   auto run_decode = [&] {
-    cache.clear();
-    TokenId t = model->bos_id();
+    TokenId t = depth.empty() ? model->bos_id() : any_token(rng);
     for (int i = 0; i < o.n_gen; ++i) {
       const TokenId one[1] = {t};
       m.forward(one, cache, Logits::Last, logits);
@@ -82,20 +86,31 @@ void run_bench(const BenchOptions& o) {
   const auto decode_reads = m.bytes_read_per_token_regions();
   size_t decode_bytes = 0;  // m.bytes_read_per_token(), from the regions already listed
   for (const auto& region : decode_reads) decode_bytes += region.size();
-  const auto bytes_per_token = static_cast<double>(decode_bytes);
+  // A decode step also reads the KV cache of every earlier position (fp32 keys and values, every layer):
+  // on average over the tg run, depth + (n + 1) / 2 positions.
+  const auto& config = model->config();
+  const double kv_bytes_per_position = 2.0 * config.num_hidden_layers * config.num_key_value_heads *
+                                       config.head_dim * static_cast<double>(sizeof(float));
+  const double kv_bytes_per_token = kv_bytes_per_position * (o.n_depth + (o.n_gen + 1) / 2.0);
+  const auto bytes_per_token = static_cast<double>(decode_bytes) + kv_bytes_per_token;
   uint64_t checksum = 0;
   auto read_bandwidth = [&] {
     double best = 0.0;
     for (int i = 0; i < 3; ++i) {
-      best = std::max(best, bytes_per_token / time_seconds([&] { checksum += kernels::read_sweep(decode_reads); }));
+      const double seconds = time_seconds([&] { checksum += kernels::read_sweep(decode_reads); });
+      best = std::max(best, static_cast<double>(decode_bytes) / seconds);
     }
     return best;
   };
   std::vector<double> pp, tg, bandwidth, fraction;
   for (int r = 0; r < o.repetitions; ++r) {
-    if (o.n_prompt > 0) pp.push_back(o.n_prompt / time_seconds(run_prefill));
+    if (o.n_prompt > 0) {
+      fill_depth();
+      pp.push_back(o.n_prompt / time_seconds(run_prefill));
+    }
     if (o.n_gen > 0) {
       const double before = read_bandwidth();
+      fill_depth();
       tg.push_back(o.n_gen / time_seconds(run_decode));
       bandwidth.push_back((before + read_bandwidth()) / 2.0);
       fraction.push_back(tg.back() * bytes_per_token / bandwidth.back());
@@ -106,18 +121,21 @@ void run_bench(const BenchOptions& o) {
   const double weight_gb = static_cast<double>(model->folder().weights.total_bytes()) / 1e9;
   std::printf("| model | size | params | threads | isa | test | t/s |\n|---|---|---|---|---|---|---|\n");
   const std::string name = fmt::format("llama {}L h{}", c.num_hidden_layers, c.hidden_size);
+  const std::string at_depth = o.n_depth > 0 ? fmt::format(" @ d{}", o.n_depth) : "";
   auto row = [&](const char* test, int n, const std::vector<double>& v) {
     const Stats s = stats(v);
-    std::printf("| %s | %.2f GB | %.2f B | %d | %s | %s%d | %.2f ± %.2f |\n", name.c_str(), weight_gb,
+    std::printf("| %s | %.2f GB | %.2f B | %d | %s | %s%d%s | %.2f ± %.2f |\n", name.c_str(), weight_gb,
                 static_cast<double>(c.parameter_count()) / 1e9, kernels::num_threads(), kernels::active_isa(), test,
-                n, s.mean, s.stdev);
+                n, at_depth.c_str(), s.mean, s.stdev);
   };
   if (!pp.empty()) row("pp", o.n_prompt, pp);
   if (!tg.empty()) {
     row("tg", o.n_gen, tg);
-    std::printf("read bandwidth: %.1f GB/s (%d threads reading the %.2f GB a decode step reads, before and after "
-                "each tg run) -> decode limit %.2f t/s; decode ran at %.0f%% of it (checksum %llx)\n",
-                stats(bandwidth).mean / 1e9, kernels::num_threads(), bytes_per_token / 1e9,
+    std::printf("read bandwidth: %.1f GB/s (%d threads reading the %.2f GB of weights a decode step reads, before "
+                "and after each tg run); with %.3f GB of KV cache per step on average -> decode limit %.2f t/s; "
+                "decode ran at %.0f%% of it (checksum %llx)\n",
+                stats(bandwidth).mean / 1e9, kernels::num_threads(), static_cast<double>(decode_bytes) / 1e9,
+                kv_bytes_per_token / 1e9,
                 stats(bandwidth).mean / bytes_per_token, 100.0 * stats(fraction).mean,
                 static_cast<unsigned long long>(checksum));
   }
@@ -138,6 +156,8 @@ void run_bench(const BenchOptions& o) {
                         {"decode_tokens_per_s", tg.empty() ? 0.0 : stats(tg).mean},
                         {"prompt_tokens", o.n_prompt},
                         {"gen_tokens", o.n_gen},
+                        {"depth_tokens", o.n_depth},
+                        {"kv_bytes_read_per_token", kv_bytes_per_token},
                         {"repetitions", o.repetitions},
                         {"threads", kernels::num_threads()},
                         {"isa", kernels::active_isa()},
@@ -164,6 +184,10 @@ void add_bench_command(CLI::App& app) {
   add_model_options(*sub, o->model);
   sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens to process")->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("-n,--n-gen", o->n_gen, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("-d,--n-depth", o->n_depth,
+                  "Tokens already in the context when each test starts (processed untimed), as llama-bench's -d")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_flag("--json", o->json, "Print a JSON summary as the last line");
   sub->callback([o] { run_bench(*o); });

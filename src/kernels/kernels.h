@@ -103,7 +103,8 @@ void attention(const float* q, const float* k_cache, const float* v_cache, int n
 // boundaries, each tile read once for all rows and heads of the call, with an online softmax (running
 // max and sum, rescaled accumulator), so each row's result is bitwise the same whatever other rows are in
 // the block: prompts cut into chunks or batched compute exactly what they compute alone. It is not
-// bitwise the single-row attention above (different summation order), which decode keeps using.
+// bitwise the single-row attention above (different summation order); the engine runs both prefill and
+// decode (blocks of one row) on this one.
 // Reentrant; uses a per-thread scratch buffer.
 void attention_rows(const float* q, int rows, int first_pos, const KvBlocks& keys, const KvBlocks& values,
                     int n_heads, int n_kv_heads, int head_dim, int kv_head, float* out);

@@ -34,6 +34,10 @@ constexpr int kTileBlocks = 16;  // blocks of 32 inputs per packed tile (512 inp
 constexpr int kMaxRows = 6;      // rows of x per micro-kernel: 2 panels x 6 rows = 12 integer accumulators
 // Bytes of one panel's block: 8 steps x 64 bytes of levels, 16 float scales.
 constexpr size_t kPanelBlockBytes = 8 * 64 + 64;
+// Q4_0_R16 nibbles are prefetched 2 KB (8 blocks) ahead of the loads: decode streams each panel whole and
+// ran at 53% of the read bandwidth without it, 63-74% with it (1 KB: 59-68%, 4 KB no better); prefill,
+// which reuses each tile from cache, is unchanged.
+constexpr size_t kAheadBytes = 2048;
 
 // Prepared x per row: in int8 values, then in / 32 float scales, then in / 32 int32 corrections.
 size_t row_floats(int in) { return static_cast<size_t>(in) / 4 + 2 * (static_cast<size_t>(in) / 32); }
@@ -115,6 +119,8 @@ void micro_kernel(const float* x, size_t x_stride, int in, int b0, int blocks, c
         __m512i low[P], high[P];
         #pragma GCC unroll 4
         for (int p = 0; p < P; ++p) {
+          _mm_prefetch(reinterpret_cast<const char*>(panels[p].values + static_cast<size_t>(bi) * 256 + step * 64 + kAheadBytes),
+                       _MM_HINT_T0);
           const __m512i packed = _mm512_loadu_si512(panels[p].values + static_cast<size_t>(bi) * 256 + step * 64);
           low[p] = _mm512_and_si512(packed, low_mask);
           high[p] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask);

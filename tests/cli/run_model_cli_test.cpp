@@ -103,10 +103,25 @@ TEST_F(RunModelCli, BenchJsonLastLine) {
   EXPECT_GT(j["read_gb_per_s"].get<double>(), 0);
   EXPECT_GT(j["decode_fraction_of_bandwidth"].get<double>(), 0);
   EXPECT_NEAR(j["decode_fraction_of_bandwidth"].get<double>(),
-              j["decode_tokens_per_s"].get<double>() * j["bytes_read_per_token"].get<double>() /
+              j["decode_tokens_per_s"].get<double>() *
+                  (j["bytes_read_per_token"].get<double>() + j["kv_bytes_read_per_token"].get<double>()) /
                   (j["read_gb_per_s"].get<double>() * 1e9),
               0.5 * j["decode_fraction_of_bandwidth"].get<double>());  // a mean of ratios, not the ratio of means
   EXPECT_NE(r.out.find("read bandwidth: "), std::string::npos) << r.out;
+}
+
+TEST_F(RunModelCli, BenchAtADepthStartsEachTestFromAFilledContext) {
+  const auto r = run_cli({"bench", "-m", model(), "-p", "8", "-n", "4", "-d", "40", "-r", "1", "-t", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| pp8 @ d40 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg4 @ d40 |"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1));
+  EXPECT_EQ(j["depth_tokens"], 40);
+  EXPECT_GE(j["context"].get<int>(), 40 + 8 + 1);
+  // Each decode step reads the cache of every earlier position: 40 + (4 + 1) / 2 on average, each holding
+  // fp32 keys and values of 2 layers x 2 kv heads x 8 dimensions.
+  EXPECT_DOUBLE_EQ(j["kv_bytes_read_per_token"].get<double>(), (40 + 2.5) * 2 * 2 * 2 * 8 * 4);
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
 }
 
 TEST_F(RunModelCli, MissingFolderIsNamed) {
