@@ -1,7 +1,5 @@
 #include "engine/llama_model.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <span>
