@@ -50,4 +50,6 @@ function(llama31_embed_web_assets target web_dir)
     COMMENT "Embedding web/ (the chat page) into the server"
     VERBATIM)
   target_sources(${target} PRIVATE "${output}")
+  # It defines the File table web_assets.cpp declares: a unity build must not put the two in one source.
+  set_source_files_properties("${output}" TARGET_DIRECTORY ${target} PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)
 endfunction()

@@ -4,17 +4,13 @@
 #include <algorithm>
 
 #include "util/error.h"
+#include "util/text.h"
 
 namespace llama31::chat {
 
 namespace {
 
-std::string trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(first, last - first + 1));
-}
+std::string trim(std::string_view s) { return std::string(trim_ascii_space(s)); }
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include "chat/tool_calls.h"
 
 #include "util/error.h"
+#include "util/text.h"
 
 #include <fmt/ranges.h>
 
@@ -21,12 +22,6 @@ using nlohmann::json;
 constexpr std::array<std::string_view, 3> kMarkers = {kPythonTag, kEndOfMessage, kEndOfTurn};
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
-  return text;
-}
 
 std::size_t first_non_space(std::string_view text) {
   std::size_t i = 0;
@@ -416,7 +411,7 @@ std::optional<CallsOutcome> parse_builtin_calls(std::string_view text, const Too
 }
 
 CallsOutcome parse_after_python_tag(std::string_view text, const ToolCallParseOptions& options) {
-  const std::string_view code = trim(text);
+  const std::string_view code = trim_ascii_space(text);
   if (code.empty()) return CallsOutcome{{}, {"<|python_tag|> is followed by no call"}, false};
   if (std::optional<CallsOutcome> builtin = parse_builtin_calls(code, options)) return std::move(*builtin);
   if (code.front() == '{') return parse_json_calls(code, true);

@@ -182,13 +182,13 @@ void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* sub = app.add_subcommand("bench", "Measure prompt processing and generation tokens per second (like llama-bench)");
   add_model_options(*sub, o->model);
-  sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens to process")->capture_default_str()->check(CLI::NonNegativeNumber);
-  sub->add_option("-n,--n-gen", o->n_gen, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens to process")->capture_default_str()->check(whole_number_at_least(0));
+  sub->add_option("-n,--n-gen", o->n_gen, "Tokens to generate")->capture_default_str()->check(whole_number_at_least(0));
   sub->add_option("-d,--n-depth", o->n_depth,
                   "Tokens already in the context when each test starts (processed untimed), as llama-bench's -d")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(whole_number_at_least(0));
+  sub->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test")->capture_default_str()->check(whole_number_at_least(1));
   sub->add_flag("--json", o->json, "Print a JSON summary as the last line");
   sub->callback([o] { run_bench(*o); });
 }

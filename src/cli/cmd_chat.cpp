@@ -224,7 +224,7 @@ void add_chat_command(CLI::App& app) {
   sub->add_option("--messages", o->messages_file,
                   "JSON file of OpenAI-style messages: answer once and print the assistant message as JSON");
   sub->add_option("-n,--max-tokens", o->n_predict, "Tokens to generate at most per answer")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_at_least(1));
   sub->add_option("--temp,--temperature", o->temperature, "Temperature; 0 is greedy (default: generation_config.json)");
   sub->add_option("--top-p", o->top_p, "Nucleus sampling mass (default: generation_config.json)");
   sub->add_option("--top-k", o->top_k, "Keep the K most likely tokens; 0 is off");

@@ -78,7 +78,7 @@ void add_generate_command(CLI::App& app) {
   add_model_options(*sub, o->model);
   sub->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number_at_least(0));
   sub->add_option("--temp,--temperature", o->temperature, "Temperature; 0 is greedy (default: generation_config.json)");
   sub->add_option("--top-p", o->top_p, "Nucleus sampling mass (default: generation_config.json)");
   sub->add_option("--top-k", o->top_k, "Keep the K most likely tokens; 0 is off");

@@ -73,7 +73,7 @@ void add_guard_command(CLI::App& app) {
       ->required();
   sub->add_option("--categories", o->categories, "Comma-separated category codes to check (default: S1-S14)");
   sub->add_option("-n,--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_at_least(1));
   sub->add_flag("--print-prompt", o->print_prompt, "Print the rendered prompt instead of running the model");
   sub->callback([o] {
     const int code = run_guard(*o);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "engine/awq_scaling.h"
 #include "engine/generator.h"
 #include "model_files/gguf_reader.h"
@@ -105,7 +106,7 @@ void add_quantize_command(CLI::App& app) {
                   "Text file: with int4-g128, scale each layer's inputs by their activations on this text before "
                   "rounding (AWQ's activation-aware scaling, folded into the norms and up_proj)");
   cmd->add_option("--calibration-tokens", options->calibration_tokens, "Tokens of the calibration text to use")
-      ->check(CLI::PositiveNumber)
+      ->check(whole_number_at_least(1))
       ->capture_default_str();
   cmd->callback([options] { run_quantize(*options); });
 }

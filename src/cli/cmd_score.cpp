@@ -91,7 +91,7 @@ void add_score_command(CLI::App& app) {
   auto* ids = sub->add_option("--ids", o->ids, "Token ids to score as given: 1,2,3 or [1,2,3]");
   text->excludes(ids);
   sub->add_option("--top", o->top, "How many most likely next tokens to list per position")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_at_least(1));
   sub->add_flag("--json", o->json, "Print one JSON object: {tokens, positions: [{token, logprob, top: [{id, logprob}]}]}");
   sub->callback([o, text, ids] {
     if (text->count() == 0 && ids->count() == 0) throw Error("score needs --text or --ids");

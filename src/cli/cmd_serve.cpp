@@ -65,9 +65,9 @@ void add_serve_command(CLI::App& app) {
   sub->add_option("--api-key", o->server.api_key, "Require Authorization: Bearer <key> on every route but /health");
   sub->add_option("--model-name", o->server.model_name, "Model id reported by the API (default: the folder's name)");
   sub->add_option("--kv-tokens", o->scheduler.kv_tokens, "KV cache positions shared by all sequences (0: auto)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number_at_least(0));
   sub->add_option("--kv-memory", o->kv_memory_gib, "KV cache size in GiB instead of --kv-tokens")
-      ->check(CLI::PositiveNumber);
+      ->check(number_above(0));
   sub->add_option("--block-size", o->scheduler.block_size, "Positions per KV cache block (and prefix-cache unit)")
       ->capture_default_str()->check(CLI::Range(1, 4096));
   sub->add_option("--max-batch", o->scheduler.max_batch, "Sequences decoding at once")->capture_default_str()

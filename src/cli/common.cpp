@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -13,11 +15,37 @@
 
 namespace llama31::cli {
 
+CLI::Validator whole_number_at_least(long long least) {
+  return CLI::Validator(
+      [least](std::string& input) -> std::string {
+        long long value = 0;
+        const char* end = input.data() + input.size();
+        const auto [ptr, ec] = std::from_chars(input.data(), end, value);
+        if (ec != std::errc() || ptr != end) return fmt::format("{:?} is not a whole number", input);
+        if (value < least) return fmt::format("{} is less than {}", value, least);
+        return {};
+      },
+      fmt::format(">={}", least), "whole_number_at_least");
+}
+
+CLI::Validator number_above(double bound) {
+  return CLI::Validator(
+      [bound](std::string& input) -> std::string {
+        double value = 0;
+        const char* end = input.data() + input.size();
+        const auto [ptr, ec] = std::from_chars(input.data(), end, value);
+        if (ec != std::errc() || ptr != end || !std::isfinite(value)) return fmt::format("{:?} is not a number", input);
+        if (value <= bound) return fmt::format("{} is not more than {}", input, bound);
+        return {};
+      },
+      fmt::format(">{}", bound), "number_above");
+}
+
 void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
   sub.add_option("-m,--model", options.model_dir,
                  "Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or llama.cpp GGUF file; "
                  "default: the built-in tiny demo model");
-  sub.add_option("-t,--threads", options.threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  sub.add_option("-t,--threads", options.threads, "Threads (default: all cores)")->check(whole_number_at_least(0));
   sub.add_option("--weights", options.weights,
                  "q8_0 or q4_0: quantize the linear layers and the head to Q8_0 or Q4_0 at load (as llama.cpp's "
                  "Q8_0 / Q4_0; int8 kernels); default: run the weights as stored")
@@ -28,7 +56,7 @@ void add_model_options(CLI::App& sub, ModelOptions& options, bool with_ctx) {
   if (with_ctx) {
     sub.add_option("-c,--ctx-size", options.ctx_size,
                    "Context size in tokens (default: what the prompt and output need)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(whole_number_at_least(0));
   }
 }
 

@@ -32,6 +32,12 @@ std::unique_ptr<LoadedModel> load_model(const ModelOptions& options);
 // The context size to allocate: options.ctx_size if set, else `needed`; checked against the model.
 int context_size(const ModelOptions& options, const LlamaConfig& config, long long needed);
 
+// Checks of numeric options with readable messages ("--n-depth: -5 is less than 0"). CLI11's own
+// NonNegativeNumber and PositiveNumber print the largest double as their upper bound, and PositiveNumber
+// rejects 0 as "not in range 0.000000 to ...".
+CLI::Validator whole_number_at_least(long long least);  // an integer option: value >= least
+CLI::Validator number_above(double bound);              // a real option: value > bound
+
 // Parses "1,2,3" or "[1, 2, 3]" into token ids; errors name the bad entry.
 std::vector<TokenId> parse_id_list(const std::string& text);
 

@@ -434,6 +434,12 @@ struct Automaton {
   }
 };
 
+}  // namespace
+
+// The vocabulary index the factory shares with its constraints. Not in the anonymous namespace: the
+// factory's Index (declared in the header) derives from it.
+namespace json_constraint_detail {
+
 struct Trie {
   // children of node i: edges[first[i] .. first[i] + count[i])
   std::vector<uint32_t> first;
@@ -450,13 +456,15 @@ struct VocabIndex {
   Trie trie;
 };
 
-}  // namespace
+}  // namespace json_constraint_detail
 
-struct JsonConstraintFactory::Index : VocabIndex {};
+struct JsonConstraintFactory::Index : json_constraint_detail::VocabIndex {};
 
 namespace {
 
-using Index = VocabIndex;
+using json_constraint_detail::Trie;
+
+using Index = json_constraint_detail::VocabIndex;
 
 uint32_t build_trie(Trie& trie, const std::vector<std::string>& texts, const std::vector<TokenId>& sorted, size_t lo,
                     size_t hi, size_t depth) {

@@ -16,7 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json bytes_of(const std::string& s) {
   json b = json::array();
@@ -228,7 +227,7 @@ void chat_whole(ServerContext& ctx, const ChatPlan& plan, httplib::Response& res
               {"model", ctx.model_name},
               {"choices", choices},
               {"usage", usage_json(totals)}};
-  res.set_content(dump(out), "application/json");
+  res.set_content(response_json(out), "application/json");
 }
 
 // State of one streamed chat answer, choice after choice.
@@ -259,7 +258,7 @@ struct ChatStream {
     std::string out;
     if (choice >= streams.size()) {
       if (plan.include_usage)
-        out += sse_event(dump({{"id", id},
+        out += sse_event(response_json({{"id", id},
                                {"object", "chat.completion.chunk"},
                                {"created", created},
                                {"model", ctx->model_name},
@@ -272,7 +271,7 @@ struct ChatStream {
     if (!role_sent) {
       role_sent = true;
       if (plan.parse_tools) parser = std::make_unique<chat::ToolCallStreamParser>(plan.parse_options);
-      return sse_event(dump(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
+      return sse_event(response_json(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
     }
     auto ev = streams[choice].next(std::chrono::milliseconds(200));
     if (!ev) return out;  // waiting
@@ -281,11 +280,11 @@ struct ChatStream {
       std::string piece = stop_token ? ctx->model.tokenizer().token_bytes(ev->token) : ev->text;
       std::string content = parser ? parser->feed(piece) : (stop_token ? std::string() : piece);
       json lp = ev->logprob && !stop_token ? json{{"content", json::array({logprob_entry(*ev)})}} : json(nullptr);
-      if (!content.empty() || !lp.is_null()) out += sse_event(dump(chunk({{"content", content}}, nullptr, lp)));
+      if (!content.empty() || !lp.is_null()) out += sse_event(response_json(chunk({{"content", content}}, nullptr, lp)));
       return out;
     }
     if (!ev->error.empty()) {
-      out += sse_event(dump({{"error", {{"message", "generation failed: " + ev->error}, {"type", "server_error"}}}}));
+      out += sse_event(response_json({{"error", {{"message", "generation failed: " + ev->error}, {"type", "server_error"}}}}));
       out += "data: [DONE]\n\n";
       done = true;
       return out;
@@ -297,13 +296,13 @@ struct ChatStream {
     if (parser) {
       auto parsed = parser->finish();
       if (!parsed.tool_calls.empty()) {
-        out += sse_event(dump(chunk({{"tool_calls", tool_call_deltas(parsed.tool_calls)}}, nullptr)));
+        out += sse_event(response_json(chunk({{"tool_calls", tool_call_deltas(parsed.tool_calls)}}, nullptr)));
         finish = "tool_calls";
       } else if (auto rest = parser->remaining_content(); !rest.empty()) {
-        out += sse_event(dump(chunk({{"content", rest}}, nullptr)));
+        out += sse_event(response_json(chunk({{"content", rest}}, nullptr)));
       }
     }
-    out += sse_event(dump(chunk(json::object(), finish)));
+    out += sse_event(response_json(chunk(json::object(), finish)));
     ++choice;
     role_sent = false;
     return out;

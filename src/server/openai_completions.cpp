@@ -11,7 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 struct CompletionState {
   ServerContext* ctx = nullptr;
@@ -109,7 +108,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     json out = state->envelope(json::array(
         {state->choice(text, openai_finish(finished.finish), state->logprobs ? legacy_logprobs(events) : json(nullptr))}));
     out["usage"] = usage_json(finished);
-    res.set_content(dump(out), "application/json");
+    res.set_content(response_json(out), "application/json");
     return;
   }
   res.set_header("Cache-Control", "no-cache");
@@ -122,15 +121,15 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
           const bool stop_token = ev->text.empty() && std::find(ctx.model.stop_ids().begin(), ctx.model.stop_ids().end(),
                                                                 ev->token) != ctx.model.stop_ids().end();
           if (!stop_token && (!ev->text.empty() || ev->logprob))
-            out = sse_event(dump(state->envelope(json::array(
+            out = sse_event(response_json(state->envelope(json::array(
                 {state->choice(ev->text, nullptr,
                                state->logprobs ? legacy_logprobs({*ev}) : json(nullptr))}))));
         } else if (ev) {
-          out = sse_event(dump(state->envelope(json::array({state->choice("", openai_finish(ev->finish), nullptr)}))));
+          out = sse_event(response_json(state->envelope(json::array({state->choice("", openai_finish(ev->finish), nullptr)}))));
           if (state->include_usage) {
             json u = state->envelope(json::array());
             u["usage"] = usage_json(*ev);
-            out += sse_event(dump(u));
+            out += sse_event(response_json(u));
           }
           out += "data: [DONE]\n\n";
           state->done = true;

@@ -97,6 +97,11 @@ inline nlohmann::json usage_json(const StreamEvent& finished) {
 }
 
 // Server-sent events: "data: <payload>\n\n".
+// A response body: compact JSON, with invalid UTF-8 in generated text replaced by U+FFFD instead of throwing.
+inline std::string response_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 inline std::string sse_event(const std::string& payload) { return "data: " + payload + "\n\n"; }
 
 // OpenAI's finish_reason for a scheduler finish.

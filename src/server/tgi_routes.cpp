@@ -10,7 +10,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 struct TgiRequest {
   std::string inputs;
@@ -97,7 +96,7 @@ void generate(ServerContext& ctx, const httplib::Request& req, httplib::Response
                       {"seed", t.seed},
                       {"prefill", json::array()},
                       {"tokens", tokens}};
-  res.set_content(dump(out), "application/json");
+  res.set_content(response_json(out), "application/json");
 }
 
 struct TgiStream {
@@ -125,7 +124,7 @@ void generate_stream(ServerContext& ctx, const httplib::Request& req, httplib::R
           // A token's event goes out now; the last token's event (the end) carries the whole text.
           json e = {{"index", ++state->index}, {"token", token_json(ctx, *ev)}, {"generated_text", nullptr},
                     {"details", nullptr}, {"top_tokens", nullptr}};
-          out = sse_event(dump(e));
+          out = sse_event(response_json(e));
         } else if (ev) {
           const std::string full = state->t.return_full_text ? state->t.inputs + state->text : state->text;
           json e = {{"index", state->index},
@@ -137,7 +136,7 @@ void generate_stream(ServerContext& ctx, const httplib::Request& req, httplib::R
                       {"seed", state->t.seed}}},
                     {"top_tokens", nullptr}};
           if (!ev->error.empty()) e = {{"error", ev->error}, {"error_type", "generation"}};
-          out = sse_event(dump(e));
+          out = sse_event(response_json(e));
           state->done = true;
         }
         if (!out.empty() && !sink.write(out.data(), out.size())) {

@@ -9,6 +9,7 @@
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/byte_pair_encoder.h"
+#include "tokenizer/tokenizer_json_reader.h"
 #include "tokenizer/regex_splitter.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -93,7 +94,8 @@ struct Tokenizer::Impl {
   }
 
   void load_pre_tokenizer(const json& config, const std::filesystem::path& file);
-  void load_model(const json& model, const std::filesystem::path& file);
+  void load_model(const json& model, std::optional<VocabTable> vocab, std::optional<MergeTable> merges,
+                  const std::filesystem::path& file);
 };
 
 void Tokenizer::Impl::load_pre_tokenizer(const json& config, const std::filesystem::path& file) {
@@ -132,7 +134,8 @@ void Tokenizer::Impl::load_pre_tokenizer(const json& config, const std::filesyst
   }
 }
 
-void Tokenizer::Impl::load_model(const json& model, const std::filesystem::path& file) {
+void Tokenizer::Impl::load_model(const json& model, std::optional<VocabTable> vocab, std::optional<MergeTable> merges,
+                                 const std::filesystem::path& file) {
   const std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") fail("{}: model type {} is not supported (only BPE)", file.string(), type);
   if (flag(model, "byte_fallback", false)) fail("{}: BPE byte_fallback is not supported", file.string());
@@ -148,11 +151,19 @@ void Tokenizer::Impl::load_model(const json& model, const std::filesystem::path&
   }
   bpe.set_ignore_merges(flag(model, "ignore_merges", false));
 
-  const json& vocab = require(model, "vocab", file, "model");
-  if (!vocab.is_object()) fail("{}: model.vocab is not an object", file.string());
-  const auto merges_it = model.find("merges");
-  bpe.reserve(vocab.size(), merges_it != model.end() ? merges_it->size() : 0);
-  for (const auto& [text, id_value] : vocab.items()) {
+  // model.vocab and model.merges: as tables already when read from a file by read_tokenizer_json.
+  if (!vocab) {
+    const json& object = require(model, "vocab", file, "model");
+    if (!object.is_object()) fail("{}: model.vocab is not an object", file.string());
+    vocab = vocab_table_of(object);
+  }
+  if (!merges) {
+    const json& array = require(model, "merges", file, "model");
+    if (!array.is_array()) fail("{}: model.merges is not an array", file.string());
+    merges = merge_table_of(array, file.string());
+  }
+  bpe.reserve(vocab->size(), merges->size());
+  for (auto& [text, id_value] : *vocab) {
     const TokenId id = checked_id(id_value, file, "model.vocab entry " + text);
     auto bytes = byte_level::decode(text);
     if (!bytes) fail("{}: model.vocab token {:?} (id {}) is not in the ByteLevel alphabet", file.string(), text, id);
@@ -162,26 +173,7 @@ void Tokenizer::Impl::load_model(const json& model, const std::filesystem::path&
     bpe.add_token(*bytes, id);
     set_token(id, std::move(*bytes), false);
   }
-
-  const json& merges = require(model, "merges", file, "model");
-  if (!merges.is_array()) fail("{}: model.merges is not an array", file.string());
-  for (const json& merge : merges) {
-    std::string left;
-    std::string right;
-    if (merge.is_string()) {
-      const std::string& pair = merge.get_ref<const std::string&>();
-      const size_t space = pair.find(' ');
-      if (space == std::string::npos || pair.find(' ', space + 1) != std::string::npos) {
-        fail("{}: merge {:?} is not two tokens separated by one space", file.string(), pair);
-      }
-      left = pair.substr(0, space);
-      right = pair.substr(space + 1);
-    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-      left = merge[0].get<std::string>();
-      right = merge[1].get<std::string>();
-    } else {
-      fail("{}: merge {} is neither \"a b\" nor [\"a\", \"b\"]", file.string(), merge.dump());
-    }
+  for (const auto& [left, right] : *merges) {
     const auto left_bytes = byte_level::decode(left);
     const auto right_bytes = byte_level::decode(right);
     if (!left_bytes || !right_bytes) {
@@ -198,13 +190,18 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::from_files(const std::filesystem::path& tokenizer_json,
                                 const std::filesystem::path& tokenizer_config_json) {
-  const json root = read_json(tokenizer_json);
+  TokenizerDocument document = read_tokenizer_json(tokenizer_json);
   const json config = tokenizer_config_json.empty() ? json::object() : read_json(tokenizer_config_json);
-  return from_json(root, config, tokenizer_json.string(), tokenizer_config_json.string());
+  return from_parts(document.rest, &document, config, tokenizer_json.string(), tokenizer_config_json.string());
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& root, const nlohmann::json& config,
                                const std::string& tokenizer_source, const std::string& config_source) {
+  return from_parts(root, nullptr, config, tokenizer_source, config_source);
+}
+
+Tokenizer Tokenizer::from_parts(const nlohmann::json& root, TokenizerDocument* tables, const nlohmann::json& config,
+                                const std::string& tokenizer_source, const std::string& config_source) {
   auto impl = std::make_unique<Impl>();
   const std::filesystem::path tokenizer_json = tokenizer_source;
   try {
@@ -213,7 +210,9 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& root, const nlohmann::json&
       fail("{}: normalizer {} is not supported (byte-level BPE tokenizers have none)", tokenizer_json.string(),
            normalizer->value("type", std::string("?")));
     }
-    impl->load_model(require(root, "model", tokenizer_json, "the file"), tokenizer_json);
+    impl->load_model(require(root, "model", tokenizer_json, "the file"),
+                     tables ? std::move(tables->vocab) : std::nullopt, tables ? std::move(tables->merges) : std::nullopt,
+                     tokenizer_json);
     impl->load_pre_tokenizer(root.value("pre_tokenizer", json()), tokenizer_json);
 
     const auto added = root.find("added_tokens");

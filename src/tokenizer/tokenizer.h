@@ -16,6 +16,7 @@
 namespace llama31 {
 
 using TokenId = int32_t;
+struct TokenizerDocument;
 
 class Tokenizer {
  public:
@@ -50,6 +51,11 @@ class Tokenizer {
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // The loader behind both: `tables`, where given, holds model.vocab and model.merges already read
+  // (read_tokenizer_json took them out of `tokenizer`); their contents are moved from.
+  static Tokenizer from_parts(const nlohmann::json& tokenizer, TokenizerDocument* tables,
+                              const nlohmann::json& tokenizer_config, const std::string& tokenizer_source,
+                              const std::string& config_source);
   std::unique_ptr<Impl> impl_;
 };
 

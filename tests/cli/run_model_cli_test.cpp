@@ -124,6 +124,24 @@ TEST_F(RunModelCli, BenchAtADepthStartsEachTestFromAFilledContext) {
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
 }
 
+// Out-of-range numbers are named with their bound, not CLI11's "not in range 0.000000 to 1797693...".
+TEST_F(RunModelCli, OutOfRangeNumbersGiveAReadableBound) {
+  const auto expect_refused = [](const testing::CliResult& r, const std::string& message) {
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    EXPECT_LT(r.exit_code, 128) << "crashed: " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("179769"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 200u) << r.err;
+  };
+  expect_refused(run_cli({"bench", "-m", model(), "-d", "-5"}), "--n-depth: -5 is less than 0");
+  expect_refused(run_cli({"bench", "-m", model(), "-r", "0"}), "--repetitions: 0 is less than 1");
+  expect_refused(run_cli({"generate", "-m", model(), "-p", "x", "-n", "many"}), "\"many\" is not a whole number");
+  expect_refused(run_cli({"generate", "-m", model(), "-p", "x", "-t", "2.5"}), "\"2.5\" is not a whole number");
+  expect_refused(run_cli({"serve", "-m", model(), "--kv-memory", "0"}), "--kv-memory: 0 is not more than 0");
+  const auto help = run_cli({"bench", "--help"});
+  EXPECT_NE(help.out.find("-d,--n-depth INT:>=0"), std::string::npos) << help.out;
+}
+
 TEST_F(RunModelCli, MissingFolderIsNamed) {
   expect_one_line_error(run_cli({"generate", "-m", "/nonexistent/model", "-p", "x"}), "/nonexistent/model");
 }

@@ -31,7 +31,7 @@ namespace {
 
 using testing::relative_rms;
 
-const std::vector<TokenId> kTokens = {128000, 791, 4062, 14198, 39935, 35308, 927, 279, 16053, 5679, 11, 1578};
+const std::vector<TokenId> kKQuantTokens = {128000, 791, 4062, 14198, 39935, 35308, 927, 279, 16053, 5679, 11, 1578};
 
 struct Q4KMFile {
   testing::TempDir dir{"llama31-kquant-model"};
@@ -85,15 +85,15 @@ TEST(KQuantModel, LogitsAreCloseToTheQ8_0ReStoredFileOnBothKernels) {
   const auto unquantized = LoadedModel::load(q4_k_m_file().folder);
   for (bool one_at_a_time : {false, true}) {
     const char* kernels = one_at_a_time ? "decode" : "prefill";
-    const std::vector<float> a = testing::logits_of_every_position(native->model(), kTokens, one_at_a_time);
-    const std::vector<float> b = testing::logits_of_every_position(q8->model(), kTokens, one_at_a_time);
-    const std::vector<float> f = testing::logits_of_every_position(unquantized->model(), kTokens, one_at_a_time);
+    const std::vector<float> a = testing::logits_of_every_position(native->model(), kKQuantTokens, one_at_a_time);
+    const std::vector<float> b = testing::logits_of_every_position(q8->model(), kKQuantTokens, one_at_a_time);
+    const std::vector<float> f = testing::logits_of_every_position(unquantized->model(), kKQuantTokens, one_at_a_time);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LT(relative_rms(a, b), 0.04) << kernels;
     EXPECT_LT(relative_rms(a, f), 1.05 * relative_rms(b, f)) << kernels;
   }
-  const std::vector<float> prefill = testing::logits_of_every_position(native->model(), kTokens, false);
-  const std::vector<float> decode = testing::logits_of_every_position(native->model(), kTokens, true);
+  const std::vector<float> prefill = testing::logits_of_every_position(native->model(), kKQuantTokens, false);
+  const std::vector<float> decode = testing::logits_of_every_position(native->model(), kKQuantTokens, true);
   EXPECT_LT(relative_rms(decode, prefill), 0.01);
 }
 
@@ -101,7 +101,7 @@ TEST(KQuantModel, GreedyTokensMatchTheQ8_0ReStoredFile) {
   const auto native = LoadedModel::load(q4_k_m_file().gguf);
   const auto q8 = LoadedModel::load(q4_k_m_file().gguf, /*prefault=*/false, DType::Q8_0);
   GenerationRequest request;
-  request.prompt = kTokens;
+  request.prompt = kKQuantTokens;
   request.max_new_tokens = 8;
   request.sampling.temperature = 0;
   KvCache cache_a(native->config(), 64), cache_b(q8->config(), 64);

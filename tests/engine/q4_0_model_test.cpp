@@ -34,10 +34,10 @@ TestModelSpec spec_for_q4() {
   return spec;
 }
 
-const std::vector<TokenId> kTokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
+const std::vector<TokenId> kQ4Tokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
 
-std::vector<float> logits(const LoadedModel& m, bool one_at_a_time) {
-  return testing::logits_of_every_position(m.model(), kTokens, one_at_a_time);
+std::vector<float> q4_logits(const LoadedModel& m, bool one_at_a_time) {
+  return testing::logits_of_every_position(m.model(), kQ4Tokens, one_at_a_time);
 }
 
 // Copies the F32 folder `from` into `to` with every 2-D tensor replaced by the values of its Q4_0 rows.
@@ -79,9 +79,9 @@ TEST(Q4_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnAQuarterOfTheBytes)
   // f32 is 4 bytes a weight, Q4_0 18 bytes per 32 (14%); the norms stay fp32.
   EXPECT_LT(static_cast<double>(q4->model().bytes_read_per_token()),
             0.15 * static_cast<double>(stored->model().bytes_read_per_token()));
-  const std::vector<float> reference = logits(*stored, false);
+  const std::vector<float> reference = q4_logits(*stored, false);
   for (const bool one_at_a_time : {false, true}) {  // the prefill and the decode kernels
-    const std::vector<float> q = logits(*q4, one_at_a_time);
+    const std::vector<float> q = q4_logits(*q4, one_at_a_time);
     ASSERT_EQ(q.size(), reference.size());
     // 4 bits a weight: ~0.2 here, ten times Q8_0's error, far from unrelated logits (relative RMS ~1.4).
     const double error = relative_rms(q, reference);
@@ -98,12 +98,12 @@ TEST(Q4_0Weights, LogitsEqualThoseOfACheckpointRoundedToQ4_0Beforehand) {
   const auto rounded_q4 = LoadedModel::load(dir.path() / "rounded", /*prefault=*/false, DType::Q4_0);
   const auto rounded_f32 = LoadedModel::load(dir.path() / "rounded");
   for (const bool one_at_a_time : {false, true}) {
-    const std::vector<float> a = logits(*q4, one_at_a_time);
-    const std::vector<float> b = logits(*rounded_q4, one_at_a_time);
+    const std::vector<float> a = q4_logits(*q4, one_at_a_time);
+    const std::vector<float> b = q4_logits(*rounded_q4, one_at_a_time);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << (one_at_a_time ? "decode" : "prefill");
     // The same weights in fp32 kernels: only the int8 rounding of the activations differs.
-    EXPECT_LT(relative_rms(a, logits(*rounded_f32, one_at_a_time)), 0.03);
+    EXPECT_LT(relative_rms(a, q4_logits(*rounded_f32, one_at_a_time)), 0.03);
   }
 }
 

@@ -122,14 +122,14 @@ void write_pair(FolderPair& pair, const std::string& method) {
   write_folder(pair.quantized, base, config, quantized);
 }
 
-const std::vector<TokenId> kTokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
+const std::vector<TokenId> kCheckpointTokens = {1, 17, 256, 999, 3, 42, 7, 511, 12};
 
 std::vector<float> logits_of(const ModelFolder& folder) {
-  return testing::logits_of_every_position(LlamaModel(folder), kTokens, /*one_at_a_time=*/false);
+  return testing::logits_of_every_position(LlamaModel(folder), kCheckpointTokens, /*one_at_a_time=*/false);
 }
 
 std::vector<float> logits_token_by_token(const ModelFolder& folder) {
-  return testing::logits_of_every_position(LlamaModel(folder), kTokens, /*one_at_a_time=*/true);
+  return testing::logits_of_every_position(LlamaModel(folder), kCheckpointTokens, /*one_at_a_time=*/true);
 }
 
 // Opened to run, the int4 layers are Q4_0 rows plus their zero points' offsets (act-order: with the input
@@ -280,9 +280,9 @@ TEST(Q8_0Weights, ReStoredAtLoadTheyRunCloseToTheCheckpointOnHalfTheBytes) {
   // bf16 is 2 bytes a weight, Q8_0 34 bytes per 32; the norms stay fp32.
   EXPECT_LT(static_cast<double>(q8->model().bytes_read_per_token()),
             0.56 * static_cast<double>(stored->model().bytes_read_per_token()));
-  const std::vector<float> reference = testing::logits_of_every_position(stored->model(), kTokens, false);
+  const std::vector<float> reference = testing::logits_of_every_position(stored->model(), kCheckpointTokens, false);
   for (const bool one_at_a_time : {false, true}) {  // the prefill and the decode kernels
-    const std::vector<float> q = testing::logits_of_every_position(q8->model(), kTokens, one_at_a_time);
+    const std::vector<float> q = testing::logits_of_every_position(q8->model(), kCheckpointTokens, one_at_a_time);
     ASSERT_EQ(q.size(), reference.size());
     EXPECT_GT(relative_rms(q, reference), 0.0);
     EXPECT_LT(relative_rms(q, reference), 0.02) << (one_at_a_time ? "decode" : "prefill");

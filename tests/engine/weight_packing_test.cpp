@@ -24,10 +24,10 @@ namespace {
 
 using testing::relative_rms;
 
-const std::vector<TokenId> kTokens = {128000, 17, 256, 999, 3, 42, 7, 511, 12, 77, 5};
+const std::vector<TokenId> kPackingTokens = {128000, 17, 256, 999, 3, 42, 7, 511, 12, 77, 5};
 
-std::vector<float> logits(const LoadedModel& m, bool one_at_a_time) {
-  return testing::logits_of_every_position(m.model(), kTokens, one_at_a_time);
+std::vector<float> packing_logits(const LoadedModel& m, bool one_at_a_time) {
+  return testing::logits_of_every_position(m.model(), kPackingTokens, one_at_a_time);
 }
 
 bool packs_here(DType rows = DType::Q8_0) { return kernels::packed_weight_type(rows, 64, 64) != rows; }
@@ -58,14 +58,14 @@ TEST_P(WeightPackingOf, LayersBecomePanelsAndKeepTheirLogits) {
                           [&](const auto& r) { return r.data() == down.data && r.size() == down.nbytes; }),
             1);
 
-  const std::vector<float> reference = logits(*plain, false);
-  const std::vector<float> prefill = logits(*packed, false);
-  const std::vector<float> decode = logits(*packed, true);
+  const std::vector<float> reference = packing_logits(*plain, false);
+  const std::vector<float> prefill = packing_logits(*packed, false);
+  const std::vector<float> decode = packing_logits(*packed, true);
   ASSERT_EQ(prefill.size(), reference.size());
   // fp32 rounding of the decode-path sums (the logits rows always take it) and nothing else: a wrong
   // panel, scale or row would be of the order of the logits themselves (relative RMS ~1).
   EXPECT_LT(relative_rms(prefill, reference), 1e-5);
-  EXPECT_LT(relative_rms(decode, logits(*plain, true)), 1e-5);
+  EXPECT_LT(relative_rms(decode, packing_logits(*plain, true)), 1e-5);
   // Decode against prefill: fp32 differences between the two paths can flip the int8 rounding of an
   // activation, which moves the logits by more than rounding but far less than a wrong weight.
   EXPECT_LT(relative_rms(decode, reference), 0.05);

@@ -49,7 +49,7 @@ Fp8Weights random_fp8(size_t n, uint32_t seed) {
   return w;
 }
 
-std::vector<Shape> shapes() {
+std::vector<Shape> fp8_shapes() {
   std::vector<Shape> result;
   for (int rows : {1, 2, 3, 4, 5, 16, 17, 100}) {
     for (int out : {1, 13, 71, 131}) {
@@ -61,7 +61,7 @@ std::vector<Shape> shapes() {
 
 TEST(Fp8Matmul, ScalarTwinMatchesFloat64OfTheDecodedWeights) {
   uint32_t seed = 1;
-  for (Shape s : shapes()) {
+  for (Shape s : fp8_shapes()) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Fp8Weights w = random_fp8(static_cast<size_t>(s.out) * s.in, seed++);
     std::vector<double> expected, scale;
@@ -79,7 +79,7 @@ TEST(Fp8Matmul, EverySimdLevelMatchesTheScalarTwinOnBothRowPaths) {
   for (const std::string& level : levels) {
     set_isa(level);
     uint32_t seed = 500;
-    for (Shape s : shapes()) {
+    for (Shape s : fp8_shapes()) {
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const Fp8Weights w = random_fp8(static_cast<size_t>(s.out) * s.in, seed++);
       std::vector<double> expected, scale;

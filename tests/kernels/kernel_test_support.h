@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/scalar.h"
 #include "util/dtype.h"
 
 namespace llama31::kernels::testing {
@@ -68,6 +69,21 @@ inline std::vector<std::string> simd_levels() {
 struct Shape {
   int rows, out, in;
 };
+
+// The x the int8 kernels multiply: each row quantized per block of 32 (Q8_0 activations), as floats.
+inline std::vector<float> q8_blocks_effective_x(const std::vector<float>& x, Shape s) {
+  std::vector<float> result(x.size());
+  std::vector<int8_t> q(static_cast<size_t>(s.in));
+  std::vector<float> scales(static_cast<size_t>(s.in / 32));
+  for (int r = 0; r < s.rows; ++r) {
+    scalar::quantize_activations_q8(x.data() + static_cast<size_t>(r) * s.in, s.in, q.data(), scales.data());
+    for (int i = 0; i < s.in; ++i) {
+      result[static_cast<size_t>(r) * s.in + i] =
+          static_cast<float>(q[static_cast<size_t>(i)]) * scales[static_cast<size_t>(i / 32)];
+    }
+  }
+  return result;
+}
 
 inline std::string describe(const std::string& level, Shape s) {
   return level + " rows=" + std::to_string(s.rows) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in);

@@ -64,7 +64,7 @@ KWeights store(DType type, const std::vector<float>& source, int out, int in) {
 }
 
 // The x the kernels multiply: each row quantized per super-block of 256, exactly dequantized.
-std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
+std::vector<float> q8_k_effective_x(const std::vector<float>& x, Shape s) {
   std::vector<float> result(x.size());
   std::vector<int8_t> q(static_cast<size_t>(s.in));
   std::vector<float> scales(static_cast<size_t>(s.in / 256));
@@ -78,7 +78,7 @@ std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
   return result;
 }
 
-std::vector<Shape> shapes() {
+std::vector<Shape> kquant_shapes() {
   std::vector<Shape> result;
   for (int rows : {1, 2, 3, 4, 5, 8, 16, 17, 100}) {
     for (int out : {1, 13, 70, 131}) {
@@ -91,7 +91,7 @@ std::vector<Shape> shapes() {
 
 // Blocks that stress the quantizer: the largest magnitude negative, a tie of +-max (the first wins),
 // values landing on .5 after scaling (ties to even), an all-zero block, tiny values, several magnitudes.
-std::vector<float> hard_inputs() {
+std::vector<float> kquant_hard_inputs() {
   std::vector<float> x = random_floats(256 * 8, 21, -3.0f, 3.0f);
   x[5] = -7.0f;
   x[256 + 9] = 4.0f;
@@ -105,7 +105,7 @@ std::vector<float> hard_inputs() {
 }
 
 TEST(KQuant, ActivationsAreQuantizedAsLlamaCppsQ8K) {
-  const std::vector<float> x = hard_inputs();
+  const std::vector<float> x = kquant_hard_inputs();
   const int n = static_cast<int>(x.size());
   std::vector<int8_t> q(x.size());
   std::vector<float> scales(x.size() / 256);
@@ -135,7 +135,7 @@ TEST(KQuant, ActivationsAreQuantizedAsLlamaCppsQ8K) {
 
 // The SIMD levels' records hold the scalar quantizer's integers, scales and sums, bit for bit.
 TEST(KQuant, VectorizedActivationRecordsEqualTheScalarOnes) {
-  const std::vector<float> x = hard_inputs();
+  const std::vector<float> x = kquant_hard_inputs();
   const int n = static_cast<int>(x.size());
   const size_t floats = kquant_row_floats(n);
   for (DType type : kTypes) {
@@ -169,12 +169,12 @@ TEST(KQuant, ConvertToF32DecodesAsTheGgufDequantizer) {
 TEST(KQuant, ScalarTwinMatchesFloat64OfTheQuantizedOperands) {
   for (DType type : kTypes) {
     uint32_t seed = 11;
-    for (Shape s : shapes()) {
+    for (Shape s : kquant_shapes()) {
       if (s.rows > 17) continue;  // the scalar twin has one path; larger shapes are covered below
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const KWeights w = store(type, random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
       std::vector<double> expected, scale;
-      float64_products(effective_x(x, s), w.values, s, expected, scale);
+      float64_products(q8_k_effective_x(x, s), w.values, s, expected, scale);
       std::vector<float> y(expected.size(), NAN);
       scalar::matmul(x.data(), s.rows, w.bytes.data(), type, s.out, s.in, y.data());
       expect_close(y, expected, scale, 1e-5, describe(std::string("scalar ") + std::string(dtype_name(type)), s));
@@ -190,11 +190,11 @@ TEST(KQuant, EverySimdLevelMatchesTheScalarTwin) {
     set_isa(level);
     for (DType type : kTypes) {
       uint32_t seed = 700;
-      for (Shape s : shapes()) {
+      for (Shape s : kquant_shapes()) {
         const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
         const KWeights w = store(type, random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
         std::vector<double> expected, scale;
-        float64_products(effective_x(x, s), w.values, s, expected, scale);
+        float64_products(q8_k_effective_x(x, s), w.values, s, expected, scale);
         std::vector<float> twin(scale.size(), NAN), y(scale.size(), NAN), gemm(scale.size(), NAN);
         scalar::matmul(x.data(), s.rows, w.bytes.data(), type, s.out, s.in, twin.data());
         const std::vector<double> twin_values(twin.begin(), twin.end());

@@ -44,7 +44,7 @@ Q4Weights store_q4_0(const std::vector<float>& source, int out, int in) {
   return w;
 }
 
-std::vector<Shape> shapes() {
+std::vector<Shape> q4_0_shapes() {
   std::vector<Shape> result;
   for (int rows : {1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 33}) {
     for (int out : {1, 13, 70, 131}) {
@@ -55,27 +55,13 @@ std::vector<Shape> shapes() {
   return result;
 }
 
-// The x the kernels multiply: each row quantized per block of 32.
-std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
-  std::vector<float> result(x.size());
-  std::vector<int8_t> q(static_cast<size_t>(s.in));
-  std::vector<float> scales(static_cast<size_t>(s.in / 32));
-  for (int r = 0; r < s.rows; ++r) {
-    scalar::quantize_activations_q8(x.data() + static_cast<size_t>(r) * s.in, s.in, q.data(), scales.data());
-    for (int i = 0; i < s.in; ++i) {
-      result[static_cast<size_t>(r) * s.in + i] = static_cast<float>(q[static_cast<size_t>(i)]) * scales[static_cast<size_t>(i / 32)];
-    }
-  }
-  return result;
-}
-
 TEST(Q4_0, ScalarTwinMatchesFloat64OfTheQuantizedOperands) {
   uint32_t seed = 11;
-  for (Shape s : shapes()) {
+  for (Shape s : q4_0_shapes()) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Q4Weights w = store_q4_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
     std::vector<double> expected, scale;
-    float64_products(effective_x(x, s), w.values, s, expected, scale);
+    float64_products(q8_blocks_effective_x(x, s), w.values, s, expected, scale);
     std::vector<float> y(expected.size(), NAN);
     scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::Q4_0, s.out, s.in, y.data());
     expect_close(y, expected, scale, 1e-5, describe("scalar", s));
@@ -89,11 +75,11 @@ TEST(Q4_0, EverySimdLevelMatchesTheScalarTwin) {
   for (const std::string& level : levels) {
     set_isa(level);
     uint32_t seed = 700;
-    for (Shape s : shapes()) {
+    for (Shape s : q4_0_shapes()) {
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const Q4Weights w = store_q4_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
       std::vector<double> expected, scale;
-      float64_products(effective_x(x, s), w.values, s, expected, scale);
+      float64_products(q8_blocks_effective_x(x, s), w.values, s, expected, scale);
       std::vector<float> twin(scale.size(), NAN), y(scale.size(), NAN), gemm(scale.size(), NAN);
       scalar::matmul(x.data(), s.rows, w.bytes.data(), DType::Q4_0, s.out, s.in, twin.data());
       const std::vector<double> twin_values(twin.begin(), twin.end());

@@ -41,25 +41,11 @@ Q8Weights store_q8_0(const std::vector<float>& source, int out, int in) {
   return w;
 }
 
-std::vector<Shape> shapes() {
+std::vector<Shape> q8_0_shapes() {
   std::vector<Shape> result;
   for (int rows : {1, 2, 3, 4, 5, 8, 16, 17, 33}) {
     for (int out : {1, 13, 70, 131}) {
       for (int in : {32, 64, 96, 288, 544}) result.push_back({rows, out, in});
-    }
-  }
-  return result;
-}
-
-// The x the kernels multiply: each row quantized per block of 32.
-std::vector<float> effective_x(const std::vector<float>& x, Shape s) {
-  std::vector<float> result(x.size());
-  std::vector<int8_t> q(static_cast<size_t>(s.in));
-  std::vector<float> scales(static_cast<size_t>(s.in / 32));
-  for (int r = 0; r < s.rows; ++r) {
-    scalar::quantize_activations_q8(x.data() + static_cast<size_t>(r) * s.in, s.in, q.data(), scales.data());
-    for (int i = 0; i < s.in; ++i) {
-      result[static_cast<size_t>(r) * s.in + i] = static_cast<float>(q[static_cast<size_t>(i)]) * scales[static_cast<size_t>(i / 32)];
     }
   }
   return result;
@@ -110,10 +96,10 @@ TEST(Q8_0, ActivationsRoundToNearestEvenPerBlock) {
 
 TEST(Q8_0, ScalarTwinMatchesFloat64OfTheQuantizedOperands) {
   uint32_t seed = 1;
-  for (Shape s : shapes()) {
+  for (Shape s : q8_0_shapes()) {
     const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
     const Q8Weights w = store_q8_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
-    const std::vector<float> xe = effective_x(x, s);
+    const std::vector<float> xe = q8_blocks_effective_x(x, s);
     std::vector<double> expected, scale;
     float64_products(xe, w.values, s, expected, scale);
     std::vector<float> y(expected.size(), NAN);
@@ -129,10 +115,10 @@ TEST(Q8_0, EverySimdLevelMatchesTheScalarTwin) {
   for (const std::string& level : levels) {
     set_isa(level);
     uint32_t seed = 500;
-    for (Shape s : shapes()) {
+    for (Shape s : q8_0_shapes()) {
       const auto x = random_floats(static_cast<size_t>(s.rows) * s.in, seed++);
       const Q8Weights w = store_q8_0(random_floats(static_cast<size_t>(s.out) * s.in, seed++), s.out, s.in);
-      const std::vector<float> xe = effective_x(x, s);
+      const std::vector<float> xe = q8_blocks_effective_x(x, s);
       std::vector<double> scale(static_cast<size_t>(s.rows) * s.out);
       for (int r = 0; r < s.rows; ++r) {
         for (int o = 0; o < s.out; ++o) {

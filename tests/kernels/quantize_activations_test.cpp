@@ -24,7 +24,7 @@ bool cpu_runs_avx512() {
 
 // Blocks that stress the rounding: random spans of several magnitudes, values that land exactly on
 // .5 after scaling (ties to even), a block whose maximum is negative, an all-zero block, tiny values.
-std::vector<float> hard_inputs() {
+std::vector<float> q8_hard_inputs() {
   std::vector<float> x = testing::random_floats(32 * 64, 7, -3.0f, 3.0f);
   for (int i = 0; i < 32 * 8; ++i) x[static_cast<size_t>(i)] *= 1e-4f;
   for (int i = 0; i < 32; ++i) x[32 * 10 + static_cast<size_t>(i)] = static_cast<float>(i) - 15.5f;
@@ -37,7 +37,7 @@ std::vector<float> hard_inputs() {
 
 TEST(QuantizeActivationsQ8, Avx512GivesTheScalarBits) {
   if (!cpu_runs_avx512()) GTEST_SKIP() << "this CPU has no AVX-512";
-  const std::vector<float> x = hard_inputs();
+  const std::vector<float> x = q8_hard_inputs();
   const int n = static_cast<int>(x.size());
   std::vector<int8_t> q_scalar(x.size()), q_simd(x.size());
   std::vector<float> d_scalar(x.size() / 32), d_simd(x.size() / 32);

@@ -1,10 +1,13 @@
 // What a user of the tokenizer notices: special tokens, errors on bad input, decoding and streaming.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "llama_tokenizer.h"
 #include "support/temp_dir.h"
@@ -158,6 +161,60 @@ TEST(TokenizerFiles, ReportsBrokenFilesAsErrors) {
     "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"}})";
   EXPECT_NE(error_of([&] { Tokenizer::from_files(write("regex.json", bad_regex)); }).find("does not compile"),
             std::string::npos);
+}
+
+// tokenizer.json's vocabulary and merges are read by a streaming reader (not nlohmann's DOM): each way
+// they can be malformed still gives an error naming the file and the entry.
+TEST(TokenizerFiles, ReportsMalformedVocabularyAndMergesNamingTheEntry) {
+  TempDir dir;
+  const auto error_for = [&](const std::string& vocab, const std::string& merges) {
+    const std::string json = R"({"model": {"type": "BPE", "vocab": )" + vocab + R"(, "merges": )" + merges + "}}";
+    std::ofstream(dir.path() / "tokenizer.json") << json;
+    return error_of([&] { Tokenizer::from_files(dir.path() / "tokenizer.json"); });
+  };
+  const std::string vocab = R"({"a": 0, "b": 1, "ab": 2})";
+  EXPECT_NE(error_for(R"({"a": "zero"})", "[]").find("id of model.vocab entry a is not an integer"), std::string::npos);
+  EXPECT_NE(error_for(R"({"a": {"id": 0}})", "[]").find("id of model.vocab entry a is not an integer"),
+            std::string::npos);
+  EXPECT_NE(error_for(R"({"a": 1.5})", "[]").find("is not an integer"), std::string::npos);
+  EXPECT_NE(error_for(R"(["a"])", "[]").find("model.vocab is not an object"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"(["a b c"])").find("is not two tokens separated by one space"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"(["a b", 7])").find("merge #1 is neither"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"([["a"]])").find("merge #0 is neither"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"([["a", "b", "c"]])").find("merge #0 is neither"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"([{"a": "b"}])").find("merge #0 is neither"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"({"a": "b"})").find("model.merges is not an array"), std::string::npos);
+  EXPECT_NE(error_for(vocab, R"(["a b", ["a", "c"]])").find("merge #1"), std::string::npos);  // no token "c"
+  std::ofstream(dir.path() / "tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0}}})";
+  EXPECT_NE(error_of([&] { Tokenizer::from_files(dir.path() / "tokenizer.json"); }).find("has no \"merges\""),
+            std::string::npos);
+  std::ofstream(dir.path() / "tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [)";
+  EXPECT_NE(error_of([&] { Tokenizer::from_files(dir.path() / "tokenizer.json"); }).find("not valid JSON"),
+            std::string::npos);
+}
+
+// The file reader and the parsed-document path (which GGUF files take) build the same tokenizer; keys named
+// "vocab" or "merges" outside the top-level model are ordinary JSON.
+TEST(TokenizerFiles, FileAndParsedDocumentGiveTheSameTokens) {
+  const auto file = source_path("data/llama-3.1-tokenizer/tokenizer.json");
+  nlohmann::json document = nlohmann::json::parse(read_file(file));
+  const Tokenizer from_document = Tokenizer::from_json(document, nlohmann::json::object(), file.string(), "");
+  const Tokenizer& from_file = llama_tokenizer();
+  EXPECT_EQ(from_document.vocab_size(), from_file.vocab_size());
+  const std::string text = "Hello world! 12345 naïve café — 日本語 <|eot_id|>   \n\n  tabs\tand 'quotes' I'm";
+  EXPECT_EQ(from_document.encode(text, true), from_file.encode(text, true));
+  EXPECT_EQ(from_document.encode(text, false), from_file.encode(text, false));
+  for (const TokenId id : {0, 1, 500, 127999, 128000, 128009, 128255}) {
+    EXPECT_EQ(from_document.token_bytes(id), from_file.token_bytes(id)) << id;
+  }
+
+  TempDir dir;
+  std::ofstream(dir.path() / "tokenizer.json") << R"({"decoder": {"vocab": {"x": "y"}, "merges": 3},
+    "model": {"type": "BPE", "extra": {"vocab": [1], "merges": {}}, "vocab": {"a": 0, "b": 1, "ab": 2},
+              "merges": ["a b"]}})";
+  const Tokenizer small = Tokenizer::from_files(dir.path() / "tokenizer.json");
+  EXPECT_EQ(small.vocab_size(), 3);
+  EXPECT_EQ(small.encode("abba"), (std::vector<TokenId>{2, 1, 0}));
 }
 
 TEST(TokenizerFiles, LoadsASmallHandWrittenTokenizer) {
