@@ -2,7 +2,7 @@
 # Installs what llama31 needs to build and test on Debian 12 (run as root, or with sudo available).
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config googletest libgtest-dev libbenchmark-dev
-  nlohmann-json3-dev libpcre2-dev libcli11-dev libfmt-dev libomp-dev python3 python3-jinja2
+  nlohmann-json3-dev libabsl-dev libpcre2-dev libcli11-dev libfmt-dev libomp-dev python3 python3-jinja2
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev curl chromium)
 missing=()
 for p in "${packages[@]}"; do

@@ -35,7 +35,8 @@ void BytePairEncoder::add_merge(std::string_view left, std::string_view right) {
 }
 
 std::optional<BytePairEncoder::Id> BytePairEncoder::find(std::string_view bytes) const {
-  const auto it = ids_.find(bytes);
+  // Debian's Abseil has its own string_view type, which its transparent string hash takes.
+  const auto it = ids_.find(absl::string_view(bytes.data(), bytes.size()));
   if (it == ids_.end()) return std::nullopt;
   return it->second;
 }
