@@ -18,8 +18,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 Tokenizer load_tokenizer(const ModelFolder& folder) {
   if (folder.gguf) {
-    return Tokenizer::from_json(gguf_tokenizer_document(*folder.gguf), gguf_tokenizer_config_document(*folder.gguf),
-                                folder.dir.string() + " (tokenizer.ggml.*)", folder.dir.string());
+    GgufTokenizerParts parts = gguf_tokenizer_parts(*folder.gguf);
+    return Tokenizer::from_tables(parts.rest, std::move(parts.vocab), parts.merges,
+                                  gguf_tokenizer_config_document(*folder.gguf),
+                                  folder.dir.string() + " (tokenizer.ggml.*)", folder.dir.string());
   }
   const bool has_config = std::filesystem::is_regular_file(folder.tokenizer_config_json);
   return Tokenizer::from_files(folder.tokenizer_json, has_config ? folder.tokenizer_config_json : std::filesystem::path());
@@ -28,8 +30,9 @@ Tokenizer load_tokenizer(const ModelFolder& folder) {
 Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
   if (is_gguf_file(model_path)) {
     const GgufFile file(model_path);
-    return Tokenizer::from_json(gguf_tokenizer_document(file), gguf_tokenizer_config_document(file),
-                                model_path.string() + " (tokenizer.ggml.*)", model_path.string());
+    GgufTokenizerParts parts = gguf_tokenizer_parts(file);
+    return Tokenizer::from_tables(parts.rest, std::move(parts.vocab), parts.merges, gguf_tokenizer_config_document(file),
+                                  model_path.string() + " (tokenizer.ggml.*)", model_path.string());
   }
   if (!std::filesystem::exists(model_path)) fail("model folder {} does not exist", model_path.string());
   if (!std::filesystem::is_directory(model_path)) {

@@ -169,7 +169,7 @@ nlohmann::json gguf_config_document(const GgufFile& f) {
   return j;
 }
 
-nlohmann::json gguf_tokenizer_document(const GgufFile& f) {
+GgufTokenizerParts gguf_tokenizer_parts(const GgufFile& f) {
   const std::string source = f.path().string();
   const std::string model = f.get_string("tokenizer.ggml.model");
   if (model != "gpt2") {
@@ -181,12 +181,13 @@ nlohmann::json gguf_tokenizer_document(const GgufFile& f) {
   }
   const nlohmann::json& tokens = tokens_of(f);
   const std::vector<int> types = token_types_of(f, tokens.size());
-  nlohmann::json vocab = nlohmann::json::object();
+  GgufTokenizerParts parts;
+  parts.vocab.reserve(tokens.size());
   nlohmann::json added = nlohmann::json::array();
   for (size_t id = 0; id < tokens.size(); ++id) {
     const std::string& text = tokens[id].get_ref<const std::string&>();
     switch (types[id]) {
-      case kNormal: vocab[text] = id; break;
+      case kNormal: parts.vocab.emplace_back(text, static_cast<int>(id)); break;
       case kControl:
       case kUserDefined:
         added.push_back({{"id", id}, {"content", text}, {"special", types[id] == kControl}});
@@ -196,17 +197,32 @@ nlohmann::json gguf_tokenizer_document(const GgufFile& f) {
         fail("{}: token {} ('{}') has type {}, which byte-level BPE files do not use", source, id, text, types[id]);
     }
   }
-  nlohmann::json merges = nlohmann::json::array();
-  if (f.find("tokenizer.ggml.merges") != nullptr) merges = f.get_array("tokenizer.ggml.merges");
-  nlohmann::json doc;
-  doc["model"] = {{"type", "BPE"}, {"ignore_merges", true}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}};
+  if (f.find("tokenizer.ggml.merges") != nullptr) {
+    const nlohmann::json& merges = f.get_array("tokenizer.ggml.merges");
+    parts.merges.reserve(merges.size());
+    for (const nlohmann::json& merge : merges) {
+      if (!merge.is_string()) fail("{}: tokenizer.ggml.merges holds a non-string entry", source);
+      parts.merges.push_back(merge.get<std::string>());
+    }
+  }
+  nlohmann::json& doc = parts.rest;
+  doc["model"] = {{"type", "BPE"}, {"ignore_merges", true}};
   doc["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
        {{{"type", "Split"}, {"pattern", {{"Regex", kLlama3SplitRegex}}}, {"behavior", "Isolated"}, {"invert", false}},
         {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
   doc["added_tokens"] = std::move(added);
-  return doc;
+  return parts;
+}
+
+nlohmann::json gguf_tokenizer_document(const GgufFile& f) {
+  GgufTokenizerParts parts = gguf_tokenizer_parts(f);
+  nlohmann::json vocab = nlohmann::json::object();
+  for (const auto& [text, id] : parts.vocab) vocab[text] = id;
+  parts.rest["model"]["vocab"] = std::move(vocab);
+  parts.rest["model"]["merges"] = parts.merges;
+  return std::move(parts.rest);
 }
 
 nlohmann::json gguf_tokenizer_config_document(const GgufFile& f) {

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,6 +28,16 @@ nlohmann::json gguf_config_document(const GgufFile& file);
 
 // tokenizer.json's content for the file's tokenizer.ggml.* (byte-level BPE, Llama 3's pre-tokenizer).
 nlohmann::json gguf_tokenizer_document(const GgufFile& file);
+// The same content split as the tokenizer's loader takes it (Tokenizer::from_tables): the document less
+// model.vocab and model.merges, with the vocabulary (text and id of each normal token, in id order) and the
+// merges ("a b", in rank order) as tables; 128k vocabulary entries as one JSON object took a fifth of
+// the load. gguf_tokenizer_document assembles these three.
+struct GgufTokenizerParts {
+  nlohmann::json rest;
+  std::vector<std::pair<std::string, int>> vocab;
+  std::vector<std::string> merges;
+};
+GgufTokenizerParts gguf_tokenizer_parts(const GgufFile& file);
 // bos_token, eos_token and chat_template as tokenizer_config.json would hold them.
 nlohmann::json gguf_tokenizer_config_document(const GgufFile& file);
 

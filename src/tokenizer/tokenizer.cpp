@@ -200,6 +200,17 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& root, const nlohmann::json&
   return from_parts(root, nullptr, config, tokenizer_source, config_source);
 }
 
+Tokenizer Tokenizer::from_tables(const nlohmann::json& root, std::vector<std::pair<std::string, int>> vocab,
+                                 const std::vector<std::string>& merges, const nlohmann::json& config,
+                                 const std::string& tokenizer_source, const std::string& config_source) {
+  TokenizerDocument tables;
+  tables.vocab.emplace();
+  tables.vocab->reserve(vocab.size());
+  for (auto& [text, id] : vocab) tables.vocab->emplace_back(std::move(text), json(id));
+  tables.merges = merge_table_of(merges, tokenizer_source);
+  return from_parts(root, &tables, config, tokenizer_source, config_source);
+}
+
 Tokenizer Tokenizer::from_parts(const nlohmann::json& root, TokenizerDocument* tables, const nlohmann::json& config,
                                 const std::string& tokenizer_source, const std::string& config_source) {
   auto impl = std::make_unique<Impl>();

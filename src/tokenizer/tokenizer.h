@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -27,6 +28,12 @@ class Tokenizer {
   // form); config may be an empty object; the sources name the documents in errors.
   static Tokenizer from_json(const nlohmann::json& tokenizer, const nlohmann::json& tokenizer_config,
                              const std::string& tokenizer_source, const std::string& config_source);
+  // The same from tables (a GGUF file's vocabulary): `tokenizer` is tokenizer.json's content less
+  // model.vocab and model.merges; vocab pairs each token's text (ByteLevel alphabet) with its id; merges
+  // are "a b" in rank order.
+  static Tokenizer from_tables(const nlohmann::json& tokenizer, std::vector<std::pair<std::string, int>> vocab,
+                               const std::vector<std::string>& merges, const nlohmann::json& tokenizer_config,
+                               const std::string& tokenizer_source, const std::string& config_source);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

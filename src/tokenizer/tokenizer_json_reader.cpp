@@ -192,4 +192,11 @@ MergeTable merge_table_of(const json& merges, const std::string& source) {
   return table;
 }
 
+MergeTable merge_table_of(const std::vector<std::string>& merges, const std::string& source) {
+  MergeTable table;
+  table.reserve(merges.size());
+  for (const std::string& merge : merges) table.push_back(split_merge(merge, source));
+  return table;
+}
+
 }  // namespace llama31

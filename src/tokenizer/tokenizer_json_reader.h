@@ -38,5 +38,6 @@ TokenizerDocument read_tokenizer_json(const std::filesystem::path& path);
 // "a b" nor ["a", "b"].
 VocabTable vocab_table_of(const nlohmann::json& vocab);
 MergeTable merge_table_of(const nlohmann::json& merges, const std::string& source);
+MergeTable merge_table_of(const std::vector<std::string>& merges, const std::string& source);  // "a b" each
 
 }  // namespace llama31

@@ -326,5 +326,42 @@ TEST(GgufReader, ModelsOfOtherArchitecturesOrTokenizersAreRefused) {
   expect_error([&] { (void)model.tokenizer_document(); }, {"tokenizer.ggml.pre", "qwen2-bpe"});
 }
 
+// The tokenizer's tables come from tokenizer.ggml.*: normal tokens become the vocabulary (id order),
+// control and user-defined ones added tokens, unused ones nothing; merges stay "a b" strings, and an entry
+// of another type is an error naming the key.
+TEST(GgufReader, TokenizerTablesSplitTheVocabularyByTokenType) {
+  TempDir dir;
+  const auto write = [&](bool string_merges) {
+    GgufWriter w;
+    w.add_string("general.architecture", "llama");
+    w.add_string("tokenizer.ggml.model", "gpt2");
+    w.add_string("tokenizer.ggml.pre", "llama-bpe");
+    w.add_string_array("tokenizer.ggml.tokens", {"a", "b", "ab", "<|x|>", "<pad>", "<u>"});
+    w.add_int32_array("tokenizer.ggml.token_type", {1, 1, 1, 3, 5, 4});
+    if (string_merges) w.add_string_array("tokenizer.ggml.merges", {"a b"});
+    else w.add_int32_array("tokenizer.ggml.merges", {7});
+    const auto path = dir.path() / (string_merges ? "ok.gguf" : "bad.gguf");
+    w.write(path);
+    return path;
+  };
+  const GgufFile file(write(true));
+  const GgufTokenizerParts parts = gguf_tokenizer_parts(file);
+  EXPECT_EQ(parts.vocab, (std::vector<std::pair<std::string, int>>{{"a", 0}, {"b", 1}, {"ab", 2}}));
+  EXPECT_EQ(parts.merges, std::vector<std::string>{"a b"});
+  EXPECT_FALSE(parts.rest["model"].contains("vocab"));
+  ASSERT_EQ(parts.rest["added_tokens"].size(), 2u);
+  EXPECT_EQ(parts.rest["added_tokens"][0]["content"], "<|x|>");
+  EXPECT_EQ(parts.rest["added_tokens"][0]["special"], true);
+  EXPECT_EQ(parts.rest["added_tokens"][1]["id"], 5);
+  EXPECT_EQ(parts.rest["added_tokens"][1]["special"], false);
+  // The assembled tokenizer.json has the same vocabulary as an object and the merges as an array.
+  const nlohmann::json document = gguf_tokenizer_document(file);
+  EXPECT_EQ(document["model"]["vocab"], (nlohmann::json{{"a", 0}, {"b", 1}, {"ab", 2}}));
+  EXPECT_EQ(document["model"]["merges"], nlohmann::json::array({"a b"}));
+
+  const GgufFile bad(write(false));
+  expect_error([&] { (void)gguf_tokenizer_parts(bad); }, {"tokenizer.ggml.merges", "non-string"});
+}
+
 }  // namespace
 }  // namespace llama31
