@@ -2,9 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/byte_level.h"
@@ -13,6 +11,7 @@
 #include "tokenizer/regex_splitter.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace llama31 {
 
@@ -24,12 +23,9 @@ namespace {
 constexpr int64_t kMaxTokenId = 16 * 1024 * 1024;
 
 json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  const std::string text = read_text_file(path);
   try {
-    return json::parse(buffer.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail("{} is not valid JSON: {}", path.string(), e.what());
   }

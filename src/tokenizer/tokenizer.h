@@ -24,8 +24,8 @@ class Tokenizer {
   // Loads tokenizer.json; tokenizer_config.json (optional, may be empty path) supplies bos/eos names.
   static Tokenizer from_files(const std::filesystem::path& tokenizer_json,
                               const std::filesystem::path& tokenizer_config_json = {});
-  // The same from the files' parsed contents (a GGUF file's vocabulary translated to tokenizer.json's
-  // form); config may be an empty object; the sources name the documents in errors.
+  // The same from the files' parsed contents; config may be an empty object; the sources name the
+  // documents in errors.
   static Tokenizer from_json(const nlohmann::json& tokenizer, const nlohmann::json& tokenizer_config,
                              const std::string& tokenizer_source, const std::string& config_source);
   // The same from tables (a GGUF file's vocabulary): `tokenizer` is tokenizer.json's content less

@@ -1,9 +1,7 @@
 #include "tokenizer/tokenizer_json_reader.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "util/error.h"
+#include "util/text.h"
 
 namespace llama31 {
 
@@ -160,11 +158,7 @@ class TokenizerJsonRouter final : public nlohmann::json_sax<json> {
 }  // namespace
 
 TokenizerDocument read_tokenizer_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  const std::string text = read_text_file(path);
   TokenizerJsonRouter router(path.string());
   json::sax_parse(text, &router);
   return router.take();

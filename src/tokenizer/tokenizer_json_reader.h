@@ -33,9 +33,9 @@ struct TokenizerDocument {
 // vocabulary entry that is not a number.
 TokenizerDocument read_tokenizer_json(const std::filesystem::path& path);
 
-// The same tables from an already parsed model.vocab object and model.merges array (a GGUF file's
-// vocabulary in tokenizer.json's form). Throws Error, naming `source`, for a merge that is neither
-// "a b" nor ["a", "b"].
+// The same tables from an already parsed model.vocab object and model.merges array (Tokenizer::from_json),
+// and from merges given as "a b" strings (Tokenizer::from_tables). Throws Error, naming `source`, for a
+// merge that is neither "a b" nor ["a", "b"].
 VocabTable vocab_table_of(const nlohmann::json& vocab);
 MergeTable merge_table_of(const nlohmann::json& merges, const std::string& source);
 MergeTable merge_table_of(const std::vector<std::string>& merges, const std::string& source);  // "a b" each

@@ -1,6 +1,8 @@
 // Small text helpers shared by the stages.
 #pragma once
 
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace llama31 {
@@ -12,5 +14,8 @@ inline std::string_view trim_ascii_space(std::string_view text) {
   if (first == std::string_view::npos) return {};
   return text.substr(first, text.find_last_not_of(kSpace) - first + 1);
 }
+
+// The whole file's bytes. Throws Error "cannot open PATH" if it cannot be read.
+std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace llama31
