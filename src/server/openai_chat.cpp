@@ -16,7 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-
 json bytes_of(const std::string& s) {
   json b = json::array();
   for (unsigned char c : s) b.push_back(static_cast<int>(c));
@@ -259,11 +258,11 @@ struct ChatStream {
     if (choice >= streams.size()) {
       if (plan.include_usage)
         out += sse_event(response_json({{"id", id},
-                               {"object", "chat.completion.chunk"},
-                               {"created", created},
-                               {"model", ctx->model_name},
-                               {"choices", json::array()},
-                               {"usage", usage_json(totals)}}));
+                                        {"object", "chat.completion.chunk"},
+                                        {"created", created},
+                                        {"model", ctx->model_name},
+                                        {"choices", json::array()},
+                                        {"usage", usage_json(totals)}}));
       out += "data: [DONE]\n\n";
       done = true;
       return out;
@@ -280,11 +279,14 @@ struct ChatStream {
       std::string piece = stop_token ? ctx->model.tokenizer().token_bytes(ev->token) : ev->text;
       std::string content = parser ? parser->feed(piece) : (stop_token ? std::string() : piece);
       json lp = ev->logprob && !stop_token ? json{{"content", json::array({logprob_entry(*ev)})}} : json(nullptr);
-      if (!content.empty() || !lp.is_null()) out += sse_event(response_json(chunk({{"content", content}}, nullptr, lp)));
+      if (!content.empty() || !lp.is_null()) {
+        out += sse_event(response_json(chunk({{"content", content}}, nullptr, lp)));
+      }
       return out;
     }
     if (!ev->error.empty()) {
-      out += sse_event(response_json({{"error", {{"message", "generation failed: " + ev->error}, {"type", "server_error"}}}}));
+      out += sse_event(
+          response_json({{"error", {{"message", "generation failed: " + ev->error}, {"type", "server_error"}}}}));
       out += "data: [DONE]\n\n";
       done = true;
       return out;

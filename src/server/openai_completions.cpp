@@ -125,7 +125,8 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
                 {state->choice(ev->text, nullptr,
                                state->logprobs ? legacy_logprobs({*ev}) : json(nullptr))}))));
         } else if (ev) {
-          out = sse_event(response_json(state->envelope(json::array({state->choice("", openai_finish(ev->finish), nullptr)}))));
+          out = sse_event(
+              response_json(state->envelope(json::array({state->choice("", openai_finish(ev->finish), nullptr)}))));
           if (state->include_usage) {
             json u = state->envelope(json::array());
             u["usage"] = usage_json(*ev);
