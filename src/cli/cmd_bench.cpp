@@ -66,23 +66,14 @@ void run_bench(const BenchOptions& o) {
     if (!depth.empty()) m.forward(depth, cache, Logits::Last, logits);
   };
   auto run_prefill = [&] { m.forward(prompt, cache, Logits::Last, logits); };
-  auto run_decode = [&] {
-    TokenId t = depth.empty() ? model->bos_id() : any_token(rng);
-    for (int i = 0; i < o.n_gen; ++i) {
-      const TokenId one[1] = {t};
-      m.forward(one, cache, Logits::Last, logits);
-      t = any_token(rng);
-    }
-  };
   // Warm-up: fault the mapped weights in and settle the thread pool.
   {
     cache.clear();
     const TokenId one[1] = {model->bos_id()};
     m.forward(one, cache, Logits::Last, logits);
   }
-  // The read bandwidth decode is compared with, measured beside each decode run: the best of three
-  // sweeps over the very bytes a decode step reads, with the same threads (this machine's bandwidth
-  // moves by tens of percent within minutes, so a figure from another time says little).
+  // The read bandwidth decode is compared with: sweeps over the very bytes a decode step reads, with the
+  // same threads, one after each decode step (run_decode below).
   const auto decode_reads = m.bytes_read_per_token_regions();
   size_t decode_bytes = 0;  // m.bytes_read_per_token(), from the regions already listed
   for (const auto& region : decode_reads) decode_bytes += region.size();
@@ -94,13 +85,22 @@ void run_bench(const BenchOptions& o) {
   const double kv_bytes_per_token = kv_bytes_per_position * (o.n_depth + (o.n_gen + 1) / 2.0);
   const auto bytes_per_token = static_cast<double>(decode_bytes) + kv_bytes_per_token;
   uint64_t checksum = 0;
-  auto read_bandwidth = [&] {
-    double best = 0.0;
-    for (int i = 0; i < 3; ++i) {
-      const double seconds = time_seconds([&] { checksum += kernels::read_sweep(decode_reads); });
-      best = std::max(best, static_cast<double>(decode_bytes) / seconds);
+  // A tg run times each decode step and, right after it, one sweep over the same bytes: the steps give
+  // tokens/s, the sweeps the bandwidth over the same seconds. Interleaved step by step, a drift of this
+  // machine's bandwidth (tens of percent within seconds on a shared VM) moves both alike.
+  struct DecodeRun {
+    double step_seconds = 0, sweep_seconds = 0;
+  };
+  auto run_decode = [&] {
+    DecodeRun run;
+    TokenId t = depth.empty() ? model->bos_id() : any_token(rng);
+    for (int i = 0; i < o.n_gen; ++i) {
+      const TokenId one[1] = {t};
+      run.step_seconds += time_seconds([&] { m.forward(one, cache, Logits::Last, logits); });
+      run.sweep_seconds += time_seconds([&] { checksum += kernels::read_sweep(decode_reads); });
+      t = any_token(rng);
     }
-    return best;
+    return run;
   };
   std::vector<double> pp, tg, bandwidth, fraction;
   for (int r = 0; r < o.repetitions; ++r) {
@@ -109,10 +109,10 @@ void run_bench(const BenchOptions& o) {
       pp.push_back(o.n_prompt / time_seconds(run_prefill));
     }
     if (o.n_gen > 0) {
-      const double before = read_bandwidth();
       fill_depth();
-      tg.push_back(o.n_gen / time_seconds(run_decode));
-      bandwidth.push_back((before + read_bandwidth()) / 2.0);
+      const DecodeRun run = run_decode();
+      tg.push_back(o.n_gen / run.step_seconds);
+      bandwidth.push_back(static_cast<double>(decode_bytes) * o.n_gen / run.sweep_seconds);
       fraction.push_back(tg.back() * bytes_per_token / bandwidth.back());
     }
     std::fprintf(stderr, "llama31: bench repetition %d/%d done\n", r + 1, o.repetitions);
@@ -131,8 +131,8 @@ void run_bench(const BenchOptions& o) {
   if (!pp.empty()) row("pp", o.n_prompt, pp);
   if (!tg.empty()) {
     row("tg", o.n_gen, tg);
-    std::printf("read bandwidth: %.1f GB/s (%d threads reading the %.2f GB of weights a decode step reads, before "
-                "and after each tg run); with %.3f GB of KV cache per step on average -> decode limit %.2f t/s; "
+    std::printf("read bandwidth: %.1f GB/s (%d threads reading the %.2f GB of weights a decode step reads, once "
+                "after each decode step); with %.3f GB of KV cache per step on average -> decode limit %.2f t/s; "
                 "decode ran at %.0f%% of it (checksum %llx)\n",
                 stats(bandwidth).mean / 1e9, kernels::num_threads(), static_cast<double>(decode_bytes) / 1e9,
                 kv_bytes_per_token / 1e9,
