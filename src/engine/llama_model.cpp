@@ -327,6 +327,17 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
 
   const int threads = kernels::num_threads();
   const bool many_rows = threads > 1 && n >= 16;
+  // The row-wise steps between the products: on the team when there are enough rows to share (a prompt),
+  // else on this thread without entering a parallel region (a serialized one still cost ~2 us, five
+  // per layer of every decoded token).
+  auto for_each_row = [&](const auto& step) {
+    if (!many_rows) {
+      for (int i = 0; i < n; ++i) step(i);
+      return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int i = 0; i < n; ++i) step(i);
+  };
   // Prefill rows attend in blocks of up to kAttentionBlockRows consecutive positions of one sequence:
   // kernels::attention_rows reads each key/value tile once for all the block's rows and all the query
   // heads of a kv head. A row's result does not depend on its block, so any cut gives the same numbers.
@@ -358,54 +369,61 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   // kernel, on one thread, gave 9-11; at an empty context, 40-47 against 38-46.
   const int block_items = static_cast<int>(row_blocks.size()) * n_kv_heads;
   const int attention_items = block_items + (n - prefill_rows) * n_kv_heads;
+  // Attention over a short context is a few microseconds of work, less than waking the team costs: it
+  // runs on this thread below ~2^18 multiply-adds (q.k and p.v over every row's context), as matmul does.
+  long long attention_work = 0;
+  for (int i = 0; i < n; ++i) attention_work += 2LL * (positions[i] + 1) * q_dim;
+  const bool parallel_attention = threads > 1 && attention_items > 1 && attention_work >= (1LL << 18);
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& layer = layers_[l];
 
     // Attention block. The row-wise steps between the products run on the team too when there are
     // enough rows to share (a prompt): left to one thread they kept the other waiting.
-#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
-    for (int i = 0; i < n; ++i) kernels::rmsnorm(&x[i * hidden], layer.input_norm.data(), hidden, eps, &xn[i * hidden]);
+    for_each_row([&](int i) { kernels::rmsnorm(&x[i * hidden], layer.input_norm.data(), hidden, eps, &xn[i * hidden]); });
     linear_group({{layer.q_proj, q.data(), q_dim}, {layer.k_proj, k.data(), kv_dim}, {layer.v_proj, v.data(), kv_dim}},
                  xn.data(), hidden);
-#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
-    for (int i = 0; i < n; ++i) {
+    for_each_row([&](int i) {
       kernels::rope(&q[i * q_dim], n_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
       kernels::rope(&k[i * kv_dim], n_kv_heads, head_dim, &cos_table[i * half], &sin_table[i * half]);
       std::copy_n(&k[i * kv_dim], kv_dim, caches[i]->keys(l, positions[i]));
       std::copy_n(&v[i * kv_dim], kv_dim, caches[i]->values(l, positions[i]));
-    }
+    });
     // Each query position attends to itself and every earlier position (causal): prefill rows by blocks
     // and kv heads, decode rows by kv heads.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (attention_items > 1)
-    for (int item = 0; item < attention_items; ++item) {
+    auto attend = [&](int item) {
       if (item < block_items) {
         const RowBlock& b = row_blocks[static_cast<size_t>(item / n_kv_heads)];
         const KvCache& cache = *caches[b.first_row];
         kernels::attention_rows(&q[b.first_row * q_dim], b.rows, positions[b.first_row], cache.key_blocks(l),
                                 cache.value_blocks(l), n_heads, n_kv_heads, head_dim, item % n_kv_heads,
                                 &attn[b.first_row * q_dim]);
-        continue;
+        return;
       }
       const int i = prefill_rows + (item - block_items) / n_kv_heads;
       const KvCache& cache = *caches[i];
       kernels::attention_rows(&q[i * q_dim], 1, positions[i], cache.key_blocks(l), cache.value_blocks(l), n_heads,
                               n_kv_heads, head_dim, (item - block_items) % n_kv_heads, &attn[i * q_dim]);
+    };
+    if (parallel_attention) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (int item = 0; item < attention_items; ++item) attend(item);
+    } else {
+      for (int item = 0; item < attention_items; ++item) attend(item);
     }
     linear(*layer.o_proj, attn.data(), q_dim, proj.data(), hidden);
 
     // MLP block: down(silu(gate(x)) * up(x)).
-#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
-    for (int i = 0; i < n; ++i) {
+    for_each_row([&](int i) {
       for (int j = 0; j < hidden; ++j) x[i * hidden + j] += proj[i * hidden + j];
       kernels::rmsnorm(&x[i * hidden], layer.post_attn_norm.data(), hidden, eps, &xn[i * hidden]);
-    }
+    });
     linear_group({{layer.gate_proj, gate.data(), inter}, {layer.up_proj, up.data(), inter}}, xn.data(), hidden);
-#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
-    for (int i = 0; i < n; ++i) kernels::silu_mul(&gate[i * inter], &up[i * inter], inter, &act[i * inter]);
+    for_each_row([&](int i) { kernels::silu_mul(&gate[i * inter], &up[i * inter], inter, &act[i * inter]); });
     linear(*layer.down_proj, act.data(), inter, proj.data(), hidden);
-#pragma omp parallel for schedule(static) num_threads(threads) if (many_rows)
-    for (size_t j = 0; j < x.size(); ++j) x[j] += proj[j];
+    for_each_row([&](int i) {
+      for (int j = 0; j < hidden; ++j) x[i * hidden + j] += proj[i * hidden + j];
+    });
   }
   for (int i = 0; i < n; ++i) caches[i]->grow_to(std::max(caches[i]->size(), positions[i] + 1));
 

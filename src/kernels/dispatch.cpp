@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/chunk_shares.h"
 #include "kernels/isa_table.h"
 #include "kernels/kernels.h"
 #include "util/error.h"
@@ -262,13 +263,19 @@ void matmul_group(const float* x, int rows, int in, std::span<const GemmProduct>
   }
   const int threads = threads_to_use();
   const bool parallel = threads > 1 && chunks.count > 1 && chunks.work >= kParallelMinWork && !omp_in_parallel();
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-  for (int chunk = 0; chunk < chunks.count; ++chunk) {
-    const size_t index = chunks.product_of(chunk);
-    const GemmProduct& p = nonempty[index];
-    const auto [o_begin, o_end] = chunks.rows_of(chunk, index, p.out);
-    kernels.small_rows_range(prepared[chunks.type_of[index]], rows, p.w, p.w_type, in, o_begin, o_end, p.y,
-                             static_cast<size_t>(p.out));
+  // Each thread streams its own share of the chunks and then helps with what is left of the other's
+  // (chunk_shares.h): a static split left one thread waiting up to 17% of a product on the 2-core VM.
+  ChunkShares shares(chunks.count, parallel ? threads : 1);
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    const int me = omp_get_thread_num();
+    for (int chunk = shares.next(me); chunk >= 0; chunk = shares.next(me)) {
+      const size_t index = chunks.product_of(chunk);
+      const GemmProduct& p = nonempty[index];
+      const auto [o_begin, o_end] = chunks.rows_of(chunk, index, p.out);
+      kernels.small_rows_range(prepared[chunks.type_of[index]], rows, p.w, p.w_type, in, o_begin, o_end, p.y,
+                               static_cast<size_t>(p.out));
+    }
   }
 }
 
