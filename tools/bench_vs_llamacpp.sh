@@ -3,8 +3,9 @@
 # with random weights (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, tied 128256
 # vocabulary, bf16): prompt processing of 512 tokens and generation of 128, same thread count, plus decode
 # speed as a fraction of the memory-bandwidth limit (each engine's weight bytes per token over the read
-# bandwidth measured beside it: llama31 bench sweeps its own weights around each decode run, the probe
-# (tools/peer/bandwidth_probe.cpp) reads memory right before and after llama.cpp's run).
+# bandwidth measured beside it: llama31 bench sweeps its own weights once after each decode step, timed
+# apart; the probe (tools/peer/bandwidth_probe.cpp) reads memory right before and after llama.cpp's run,
+# which cannot be interleaved with its steps).
 # -q q8_0|q4_0|q4_k_m runs both engines on the same GGUF file, written by `llama31 convert --type` with
 # llama-quantize's per-tensor types and rounding (llama31 runs Q8_0 and Q4_0 tensors as they are and
 # re-stores the K types as Q8_0); bf16 runs llama31 on the folder and llama.cpp on its bf16 GGUF.
@@ -89,7 +90,7 @@ gguf_bytes="$(stat -c %s "${gguf}")"
 OURS="${ours}" THEIRS="${theirs}" BEFORE="${bandwidth_before}" AFTER="${bandwidth_after}" THREADS="${threads}" QUANT="${quant}" PEER_TYPE="${peer_type}" \
   GGUF_BYTES="${gguf_bytes}" node -e '
 const ours = JSON.parse(process.env.OURS), theirs = JSON.parse(process.env.THEIRS);
-// llama31 measures its read bandwidth itself, beside each decode run (llama31 bench: read_gb_per_s);
+// llama31 measures its read bandwidth itself, a sweep after each decode step (llama31 bench: read_gb_per_s);
 // for llama.cpp the mean of the probe before and after its run.
 const peerGbps = (JSON.parse(process.env.BEFORE).read_gb_per_s + JSON.parse(process.env.AFTER).read_gb_per_s) / 2;
 // Decode reads every matrix once per token (the output head included, the embedding table not).
