@@ -14,26 +14,23 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// The tokenizer of a GGUF file's tokenizer.ggml.* keys; `name` names the file in errors.
+Tokenizer gguf_tokenizer(const GgufFile& file, const std::string& name) {
+  GgufTokenizerParts parts = gguf_tokenizer_parts(file);
+  return Tokenizer::from_tables(parts.rest, std::move(parts.vocab), parts.merges, gguf_tokenizer_config_document(file),
+                                name + " (tokenizer.ggml.*)", name);
+}
 }  // namespace
 
 Tokenizer load_tokenizer(const ModelFolder& folder) {
-  if (folder.gguf) {
-    GgufTokenizerParts parts = gguf_tokenizer_parts(*folder.gguf);
-    return Tokenizer::from_tables(parts.rest, std::move(parts.vocab), parts.merges,
-                                  gguf_tokenizer_config_document(*folder.gguf),
-                                  folder.dir.string() + " (tokenizer.ggml.*)", folder.dir.string());
-  }
+  if (folder.gguf) return gguf_tokenizer(*folder.gguf, folder.dir.string());
   const bool has_config = std::filesystem::is_regular_file(folder.tokenizer_config_json);
   return Tokenizer::from_files(folder.tokenizer_json, has_config ? folder.tokenizer_config_json : std::filesystem::path());
 }
 
 Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
-  if (is_gguf_file(model_path)) {
-    const GgufFile file(model_path);
-    GgufTokenizerParts parts = gguf_tokenizer_parts(file);
-    return Tokenizer::from_tables(parts.rest, std::move(parts.vocab), parts.merges, gguf_tokenizer_config_document(file),
-                                  model_path.string() + " (tokenizer.ggml.*)", model_path.string());
-  }
+  if (is_gguf_file(model_path)) return gguf_tokenizer(GgufFile(model_path), model_path.string());
   if (!std::filesystem::exists(model_path)) fail("model folder {} does not exist", model_path.string());
   if (!std::filesystem::is_directory(model_path)) {
     fail("{} is neither a model folder nor a GGUF file", model_path.string());

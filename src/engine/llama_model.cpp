@@ -370,10 +370,11 @@ void LlamaModel::forward_rows(std::span<const TokenId> tokens, std::span<KvCache
   const int block_items = static_cast<int>(row_blocks.size()) * n_kv_heads;
   const int attention_items = block_items + (n - prefill_rows) * n_kv_heads;
   // Attention over a short context is a few microseconds of work, less than waking the team costs: it
-  // runs on this thread below ~2^18 multiply-adds (q.k and p.v over every row's context), as matmul does.
-  long long attention_work = 0;
-  for (int i = 0; i < n; ++i) attention_work += 2LL * (positions[i] + 1) * q_dim;
-  const bool parallel_attention = threads > 1 && attention_items > 1 && attention_work >= (1LL << 18);
+  // runs on this thread below kernels::kParallelMinWork multiply-adds (q.k and p.v over every row's
+  // context), as matmul does.
+  size_t attention_work = 0;
+  for (int i = 0; i < n; ++i) attention_work += 2 * static_cast<size_t>(positions[i] + 1) * static_cast<size_t>(q_dim);
+  const bool parallel_attention = threads > 1 && attention_items > 1 && attention_work >= kernels::kParallelMinWork;
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& layer = layers_[l];

@@ -18,9 +18,6 @@
 namespace llama31::kernels {
 namespace {
 
-// Below this many multiply-adds a matmul runs on the calling thread: waking the team costs more.
-constexpr size_t kParallelMinWork = size_t{1} << 18;
-
 #if defined(__x86_64__)
 bool cpu_has_avx512() {
   __builtin_cpu_init();

@@ -112,6 +112,9 @@ void attention_rows(const float* q, int rows, int first_pos, const KvBlocks& key
 float dot(const float* a, const float* b, int n);
 
 void set_num_threads(int n);
+// Below this many multiply-adds a product runs on the calling thread (matmul, and the engine's decode
+// attention): waking the team costs more.
+inline constexpr size_t kParallelMinWork = size_t{1} << 18;
 int num_threads();
 
 // Reads every byte of the regions once with the thread team set above, each thread streaming its own

@@ -209,14 +209,7 @@ size_t q4_0_many_scratch(int rows, int in) { return static_cast<size_t>(rows) * 
 // The same prepared rows as the AVX2 panel kernels' (r16_panels_avx2.h), bit for bit, quantized with
 // AVX-512: the scalar quantization was ~1% of a decode step (231k values per token at the 1B shape).
 const float* q4_0_many_prepare(const float* x, int rows, int in, float* scratch) {
-  const size_t n_in = static_cast<size_t>(in);
-  for (int r = 0; r < rows; ++r) {
-    float* row = scratch + static_cast<size_t>(r) * row_floats(in);
-    auto* corrections = reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32);
-    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, reinterpret_cast<int8_t*>(row), row + n_in / 4,
-                            corrections);
-    for (size_t b = 0; b < n_in / 32; ++b) corrections[b] *= -8;  // the levels' offset of 8, per block
-  }
+  prepare_panel_rows(x, rows, in, 8, scratch);
   return scratch;
 }
 

@@ -152,14 +152,7 @@ constexpr MicroKernel kKernels[kMaxRows + 1] = {nullptr,           micro_kernel<
 size_t q8_0_many_scratch(int rows, int in) { return static_cast<size_t>(rows) * row_floats(in); }
 
 const float* q8_0_many_prepare(const float* x, int rows, int in, float* scratch) {
-  const size_t n_in = static_cast<size_t>(in);
-  for (int r = 0; r < rows; ++r) {
-    float* row = scratch + static_cast<size_t>(r) * row_floats(in);
-    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, reinterpret_cast<int8_t*>(row), row + n_in / 4,
-                            reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32));
-    auto* corrections = reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32);
-    for (size_t b = 0; b < n_in / 32; ++b) corrections[b] *= -128;
-  }
+  prepare_panel_rows(x, rows, in, 128, scratch);
   return scratch;
 }
 

@@ -36,4 +36,16 @@ void quantize_activations_q8(const float* x, int n, int8_t* q, float* scales, in
   }
 }
 
+void prepare_panel_rows(const float* x, int rows, int in, int32_t level_offset, float* scratch) {
+  const size_t n_in = static_cast<size_t>(in);
+  const size_t row_floats = n_in / 4 + 2 * (n_in / 32);
+  for (int r = 0; r < rows; ++r) {
+    float* row = scratch + static_cast<size_t>(r) * row_floats;
+    auto* corrections = reinterpret_cast<int32_t*>(row + n_in / 4 + n_in / 32);
+    quantize_activations_q8(x + static_cast<size_t>(r) * n_in, in, reinterpret_cast<int8_t*>(row), row + n_in / 4,
+                            corrections);
+    for (size_t b = 0; b < n_in / 32; ++b) corrections[b] *= -level_offset;
+  }
+}
+
 }  // namespace llama31::kernels::avx512

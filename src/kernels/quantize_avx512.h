@@ -11,4 +11,10 @@ namespace llama31::kernels::avx512 {
 // correction terms. n a multiple of 32.
 void quantize_activations_q8(const float* x, int n, int8_t* q, float* scales, int32_t* block_sums);
 
+// Rows of x as the 16-row panel kernels take them (Q8_0_R16, Q4_0_R16), in / 4 + 2 * in / 32 floats
+// apart: the row's in int8 values, its in / 32 block scales, then in / 32 int32 corrections
+// -level_offset * (block's sum of q), the share of the offset the panels' unsigned levels carry (128 for
+// Q8_0_R16's bytes, 8 for Q4_0_R16's nibbles).
+void prepare_panel_rows(const float* x, int rows, int in, int32_t level_offset, float* scratch);
+
 }  // namespace llama31::kernels::avx512
